@@ -1,0 +1,62 @@
+"""`melange solve`: the cheapest GPU mix for a scenario (no simulation)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import click
+
+from melange.cli.options import (normalize_option, parse_fraction, parse_slice_factor, scenario_argument,
+                                 solver_options)
+from melange.core import MelangeError, SolveOptions
+from melange.optimizer import baselines as single_type_plans
+from melange.optimizer import solve as solve_plan
+from melange.report import baselines_table, console, plan_table, seed_result, shares_table, write_json
+from melange.scenario import load_scenario
+
+
+def options_from_flags(base: SolveOptions, slice_factor, headroom, utilization, time_limit, backend) -> SolveOptions:
+    """The scenario's solver options with any command-line overrides applied."""
+    changes = {}
+    if slice_factor is not None:
+        changes["slice_factor"] = parse_slice_factor(slice_factor)
+    if headroom is not None:
+        changes["headroom"] = parse_fraction(headroom, "--headroom")
+    if utilization is not None:
+        changes["utilization"] = parse_fraction(utilization, "--utilization")
+        if not 0 < changes["utilization"] <= 1:
+            raise MelangeError("--utilization: must be in (0, 100%]")
+    if time_limit is not None:
+        if not time_limit > 0:
+            raise MelangeError("--time-limit: must be > 0 seconds")
+        changes["time_limit_s"] = time_limit
+    if backend is not None:
+        changes["backend"] = backend
+    return replace(base, **changes)
+
+
+@click.command()
+@scenario_argument
+@normalize_option
+@solver_options
+@click.option("--baselines", is_flag=True, help="Also solve with each GPU type alone.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the plan as JSON.")
+@click.option("--format", "fmt", type=click.Choice(["plan", "seed"]), default="plan", show_default=True,
+              help="JSON shape: our full plan, or the seed code's {gpu: count, cost}.")
+def solve(scenario, normalize, slice_factor, headroom, utilization, time_limit, backend, baselines, output, fmt):
+    """Solve SCENARIO (YAML/JSON; default: the built-in scenario) for the cheapest GPU mix."""
+    sc = load_scenario(scenario, normalize=normalize)
+    options = options_from_flags(sc.solve, slice_factor, headroom, utilization, time_limit, backend)
+    plan = solve_plan(sc.workload, sc.gpus, sc.profiles, options)
+    out = console()
+    out.print(plan_table(plan, sc.gpus, title=f"Plan for {sc.name} at {sc.workload.rate:g} req/s"))
+    out.print(shares_table(plan, sc.workload.grid, sc.workload.bucket_rates() * (1 + options.headroom)))
+    singles = single_type_plans(sc.workload, sc.gpus, sc.profiles, options) if baselines else None
+    if singles is not None:
+        out.print(baselines_table(plan, singles))
+    if output:
+        data = seed_result(plan) if fmt == "seed" else plan.to_dict()
+        if fmt == "plan" and singles is not None:
+            data["baselines"] = {g: (p.cost if p else None) for g, p in singles.items()}
+        write_json(output, data)
+        out.print(f"wrote {output}")

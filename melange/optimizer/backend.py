@@ -1,0 +1,48 @@
+"""Which MILP solver python-mip drives, and how to make one model for it.
+
+HiGHS is the default: on random instances of the paper's size python-mip 2.0.0's bundled CBC
+returned "optimal" plans that were not optimal (its root cuts cut off the optimum), while HiGHS
+matched an independent formulation and a brute force every time (tests/test_exactness.py keeps
+that cross-check). CBC stays available with its cuts off: then exact, but it can take minutes on
+large instances where HiGHS takes about a second.
+"""
+
+from __future__ import annotations
+
+import os
+
+BACKENDS = ("highs", "cbc")
+
+
+def _point_mip_at_highsbox() -> None:
+    # python-mip first tries highspy's extension module, which on Linux often lacks the C API and
+    # prints a warning before falling back; highsbox ships the plain shared library, so name it.
+    if "PMIP_HIGHS_LIBRARY" in os.environ:
+        return
+    try:
+        import highsbox
+    except ImportError:
+        return
+    lib = os.path.join(highsbox.highs_dist_dir(), "lib", "libhighs.so")
+    if os.path.isfile(lib):
+        os.environ["PMIP_HIGHS_LIBRARY"] = lib
+
+
+_point_mip_at_highsbox()
+
+import mip  # noqa: E402  (must come after the library path is set)
+
+
+def new_model(backend: str, name: str = "melange") -> mip.Model:
+    """An empty, silent minimisation model on the chosen backend."""
+    solver = {"highs": mip.HIGHS, "cbc": mip.CBC}[backend]
+    model = mip.Model(name=name, sense=mip.MINIMIZE, solver_name=solver)
+    model.verbose = 0
+    if backend == "cbc":
+        # CBC's root cuts cut off the true optimum on about a third of paper-size instances
+        # (benchmarks/solver.py counts it); without them it was exact on every instance we tried.
+        model.cuts = 0
+    # Exact optimum wanted: plans differ by cents per hour, so no relative-gap early stop.
+    model.max_mip_gap = 1e-9
+    model.max_mip_gap_abs = 1e-6
+    return model

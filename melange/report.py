@@ -1,0 +1,97 @@
+"""How results look to a person (rich tables) and on disk (JSON)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from melange.core import BucketGrid, GpuType, MelangeError, Plan
+
+
+def plan_table(plan: Plan, gpus: list[GpuType], title: str = "Plan") -> Table:
+    """Counts and cost per GPU type, with the solver's status, bound, gap and time."""
+    gap = "-" if plan.gap is None else f"{plan.gap:.2%}"
+    bound = "-" if plan.bound is None else f"{plan.bound:.3f}"
+    secs = "-" if plan.solve_time_s is None else f"{plan.solve_time_s:.3f}"
+    table = Table(title=title, caption=f"{plan.status}, bound ${bound}/h, gap {gap}, {secs} s",
+                  min_width=46)
+    table.add_column("GPU type")
+    table.add_column("$/h each", justify="right")
+    table.add_column("count", justify="right")
+    table.add_column("$/h", justify="right")
+    for g in gpus:
+        n = plan.counts.get(g.name, 0)
+        table.add_row(g.name, f"{g.cost:.3f}", str(n), f"{n * g.cost:.3f}")
+    table.add_section()
+    table.add_row("total", "", str(sum(plan.counts.values())), f"{plan.cost:.3f}")
+    return table
+
+
+def shares_table(plan: Plan, grid: BucketGrid, rates) -> Table:
+    """Per non-empty bucket: its rate and the share of it each GPU type serves."""
+    names = [g for g in plan.share if plan.counts.get(g, 0) > 0] or list(plan.share)
+    table = Table(title="Per-bucket split")
+    table.add_column("bucket (tokens)")
+    table.add_column("req/s", justify="right")
+    for name in names:
+        table.add_column(name, justify="right")
+    for i in range(grid.shape[0]):
+        for j in range(grid.shape[1]):
+            if rates[i, j] <= 0:
+                continue
+            cells = [f"{plan.share[n][i, j]:.0%}" if plan.share[n][i, j] > 0 else "" for n in names]
+            table.add_row(grid.label(i, j), f"{rates[i, j]:.3g}", *cells)
+    return table
+
+
+def baselines_table(best: Plan, singles: dict[str, Plan | None]) -> Table:
+    """Single-GPU-type plans beside the mix, with what the mix saves."""
+    table = Table(title="Single-type baselines")
+    table.add_column("plan")
+    table.add_column("count", justify="right")
+    table.add_column("$/h", justify="right")
+    table.add_column("mix saves", justify="right")
+    table.add_row("Mélange mix", str(sum(best.counts.values())), f"{best.cost:.3f}", "")
+    for name, plan in singles.items():
+        if plan is None:
+            table.add_row(f"{name} only", "-", "cannot serve", "")
+        else:
+            saving = 1 - best.cost / plan.cost if plan.cost > 0 else 0.0
+            table.add_row(f"{name} only", str(plan.counts[name]), f"{plan.cost:.3f}", f"{saving:.0%}")
+    return table
+
+
+def seed_result(plan: Plan) -> dict:
+    """The seed research code's result shape: {gpu: count, ..., "cost": $/h}."""
+    out: dict = {name: int(n) for name, n in plan.counts.items()}
+    out["cost"] = round(plan.cost, 9)  # 3 x 1.01 + 3.67 prints as 6.7, as the seed's example shows
+    return out
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_json(path: str | Path, data: dict) -> None:
+    """Write `data` as indented JSON (NaN/inf as null); a bad path is a one-line error."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(_json_safe(data), indent=2) + "\n")
+    except OSError as exc:
+        raise MelangeError(f"output {path}: cannot write ({exc.strerror})") from None
+
+
+def console() -> Console:
+    """The console every command prints to."""
+    return Console()

@@ -1,0 +1,79 @@
+"""Request traces: CSV files of (arrival time,) input tokens and output tokens.
+
+Built-in traces live in `melange/scenarios/traces/` (see the README there for their sources)
+and can be named by file stem, e.g. `splitwise_conv`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from melange.core import MelangeError
+
+BUILTIN_TRACES = Path(__file__).parent / "scenarios" / "traces"
+
+# Accepted column names, first match wins (Splitwise/Vidur names and our own).
+_ARRIVAL = ("arrival_s", "arrived_at", "timestamp")
+_INPUT = ("input_tokens", "num_prefill_tokens", "prompt_tokens")
+_OUTPUT = ("output_tokens", "num_decode_tokens", "completion_tokens")
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Request lengths (tokens) and, when the trace has them, arrival times (s, from 0)."""
+
+    input_tokens: np.ndarray
+    output_tokens: np.ndarray
+    arrival_s: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.input_tokens)
+
+
+def resolve_trace_path(name: str | Path, base: Path | None = None) -> Path:
+    """A trace path: as given, relative to `base`, or a built-in trace named by stem."""
+    candidates = [Path(name)]
+    if base is not None:
+        candidates.append(base / name)
+    candidates += [BUILTIN_TRACES / str(name), BUILTIN_TRACES / f"{name}.csv"]
+    for path in candidates:
+        if path.is_file():
+            return path
+    builtin = ", ".join(sorted(p.stem for p in BUILTIN_TRACES.glob("*.csv")))
+    raise MelangeError(f"trace: file '{name}' not found (built-in traces: {builtin})")
+
+
+def _column(frame: pd.DataFrame, names: tuple[str, ...], path: Path, required: bool) -> np.ndarray | None:
+    for name in names:
+        if name in frame.columns:
+            return frame[name].to_numpy()
+    if required:
+        raise MelangeError(f"trace {path.name}: missing column, expected one of {', '.join(names)}")
+    return None
+
+
+def load_trace(name: str | Path, base: Path | None = None) -> Trace:
+    """Read a trace CSV; lengths must be positive integers, arrivals non-decreasing."""
+    path = resolve_trace_path(name, base)
+    try:
+        frame = pd.read_csv(path)
+    except Exception as exc:  # pandas raises many types for malformed CSV
+        raise MelangeError(f"trace {path.name}: cannot read CSV ({exc.__class__.__name__})") from None
+    inputs = _column(frame, _INPUT, path, required=True)
+    outputs = _column(frame, _OUTPUT, path, required=True)
+    arrivals = _column(frame, _ARRIVAL, path, required=False)
+    if len(inputs) == 0:
+        raise MelangeError(f"trace {path.name}: no rows")
+    for label, values in (("input tokens", inputs), ("output tokens", outputs)):
+        if not np.issubdtype(values.dtype, np.number) or np.any(~np.isfinite(values)) or np.any(values < 1):
+            raise MelangeError(f"trace {path.name}: {label} must be positive integers")
+    if arrivals is not None:
+        arrivals = arrivals.astype(float)
+        if np.any(~np.isfinite(arrivals)) or np.any(np.diff(arrivals) < 0):
+            raise MelangeError(f"trace {path.name}: arrival times must be finite and non-decreasing")
+        arrivals = arrivals - arrivals[0]
+    return Trace(inputs.astype(np.int64), outputs.astype(np.int64), arrivals)
