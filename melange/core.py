@@ -210,6 +210,12 @@ class EngineConfig:
     max_num_batched_tokens: int | None = None  # chunked-prefill token budget per step; None = off
     max_model_len: int | None = None  # longest input + output accepted; None = KV capacity
 
+    def __post_init__(self) -> None:
+        for name in ("max_num_seqs", "block_size", "max_num_batched_tokens", "max_model_len"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise MelangeError(f"engine.{name}: must be a whole number >= 1, got {value!r}")
+
 
 @dataclass(frozen=True)
 class SolveOptions:

@@ -32,7 +32,7 @@ from melange.core import (
     StepTimeModel,
     Workload,
 )
-from melange.traces import load_trace
+from melange.traces import load_trace, resolve_trace_path
 
 BUILTIN_SCENARIOS = Path(__file__).parent / "scenarios"
 DEFAULT_SCENARIO = BUILTIN_SCENARIOS / "default.yaml"
@@ -97,7 +97,7 @@ class LinearStepSpec(_Strict):
 
 class GpuSpec(_Strict):
     name: Annotated[str, Field(min_length=1)]
-    cost: PositiveFloat
+    cost: PositiveFloat | None = None  # default: the catalog entry's price
     gpus: Annotated[int, Field(ge=1)] = 1
     memory_gb: PositiveFloat | None = None
     max_count: Annotated[int, Field(ge=0)] | None = None
@@ -105,7 +105,8 @@ class GpuSpec(_Strict):
     utilization: Annotated[float, Field(gt=0, le=1)] | None = None
     profile: Union[Table, str, None] = None  # inline max-rate table, or a file holding one
     engine: EngineSpec = EngineSpec()
-    step_time: LinearStepSpec | None = None
+    step_time: Union[LinearStepSpec, Literal["roofline"], None] = None  # roofline: catalog x model
+    catalog: str | None = None  # catalog GPU or instance (e.g. A100-80GB, 4xH100): defaults cost/gpus/memory
 
 
 class SolverSpec(_Strict):
@@ -127,6 +128,7 @@ class SimulationSpec(_Strict):
 class ScenarioSpec(_Strict):
     name: str = "scenario"
     description: str = ""
+    model: str | None = None  # catalog model served (needed by step_time: roofline)
     grid: Union[Literal["paper"], GridSpec] = "paper"
     workload: WorkloadSpec
     slo: SloSpec | None = None
@@ -288,6 +290,31 @@ def _from_seed(spec: SeedSpec, normalize: bool, source: Path) -> Scenario:
     )
 
 
+def _with_catalog(g: GpuSpec, model: str | None, engine: EngineConfig) -> tuple[GpuSpec, StepTimeModel | None]:
+    """Fill a GPU's cost/gpus/memory from its `catalog` entry; build its roofline step model."""
+    where = f"gpus[{g.name}]"
+    if g.catalog is None:
+        if g.cost is None:
+            raise MelangeError(f"{where}.cost: required key missing (or give catalog: GPU)")
+        if g.step_time == "roofline":
+            raise MelangeError(f"{where}.step_time: 'roofline' needs catalog: GPU")
+        return g, None
+    from melange.perf import load_catalog, roofline_model  # perf is only needed with catalog GPUs
+    from melange.perf.catalog import GB, Instance
+
+    catalog = load_catalog()
+    inst = catalog.instance(g.catalog)
+    if "gpus" in g.model_fields_set:
+        inst = Instance(inst.gpu, g.gpus)
+    g = g.model_copy(update={"cost": g.cost if g.cost is not None else inst.cost, "gpus": inst.count,
+                             "memory_gb": g.memory_gb if g.memory_gb is not None else inst.gpu.memory / GB})
+    if g.step_time != "roofline":
+        return g, None
+    if model is None:
+        raise MelangeError(f"model: required when {where}.step_time is 'roofline'")
+    return g, roofline_model(inst, catalog.model(model), engine)
+
+
 def _from_spec(spec: ScenarioSpec, normalize: bool, source: Path) -> Scenario:
     base = source.parent
     grid = BucketGrid.paper() if spec.grid == "paper" else BucketGrid(
@@ -309,20 +336,26 @@ def _from_spec(spec: ScenarioSpec, normalize: bool, source: Path) -> Scenario:
         raise MelangeError("workload.trace: required when workload.lengths is 'trace'")
     if w.arrival.process == "trace" and (w.arrival.trace or w.trace) is None:
         raise MelangeError("workload.arrival.trace: required when arrival.process is 'trace'")
-    arrival = Arrival(w.arrival.process, w.arrival.cv, w.arrival.trace or (
-        w.trace if w.arrival.process == "trace" else None), w.arrival.scale_to_rate)
-    workload = Workload(grid, distribution, w.rate, arrival, w.lengths, w.trace)
+    # Trace names become absolute paths here, so every later reader finds the same file.
+    trace = str(resolve_trace_path(w.trace, base)) if w.trace else None
+    arrival_trace = str(resolve_trace_path(w.arrival.trace, base)) if w.arrival.trace else (
+        trace if w.arrival.process == "trace" else None)
+    arrival = Arrival(w.arrival.process, w.arrival.cv, arrival_trace, w.arrival.scale_to_rate)
+    workload = Workload(grid, distribution, w.rate, arrival, w.lengths, trace)
 
     gpus, profiles, engines, steps = [], {}, {}, {}
     for g in spec.gpus:
         if g.max_count is not None and g.max_count < g.min_count:
             raise MelangeError(f"gpus[{g.name}].max_count: {g.max_count} is below min_count {g.min_count}")
+        g, catalog_step = _with_catalog(g, spec.model, EngineConfig(**g.engine.model_dump()))
         gpus.append(GpuType(g.name, g.cost, g.gpus, g.memory_gb, g.max_count, g.min_count, g.utilization))
         profile = _load_profile(g, grid.shape, base)
         if profile is not None:
             profiles[g.name] = profile
         engines[g.name] = EngineConfig(**g.engine.model_dump())
-        if g.step_time is not None:
+        if catalog_step is not None:
+            steps[g.name] = catalog_step
+        elif g.step_time is not None:
             steps[g.name] = LinearStepModel(**g.step_time.model_dump())
     s = spec.solver
     slo = None if spec.slo is None else Slo(**spec.slo.model_dump())

@@ -31,9 +31,10 @@ def cli() -> None:
 
 def _register() -> None:
     # Explicit list: a reader sees every subcommand here (no auto-discovery).
-    from melange.cli import solve
+    from melange.cli import gpus, models, plan, profile, simulate, solve
 
-    cli.add_command(solve.solve)
+    for command in (plan.plan, solve.solve, simulate.simulate, profile.profile, gpus.gpus, models.models):
+        cli.add_command(command)
 
 
 _register()

@@ -40,6 +40,8 @@ def parse_slice_factor(text: str) -> int | str:
     return int(text)
 
 
+catalog_option = click.option("--catalog", "extra", multiple=True, type=click.Path(dir_okay=False),
+                              help="Extra catalog YAML file (same format as the built-in one); repeatable.")
 scenario_argument = click.argument("scenario", required=False, metavar="[SCENARIO]")
 normalize_option = click.option("--normalize", is_flag=True,
                                 help="Rescale a workload distribution that does not sum to 1.")

@@ -69,7 +69,8 @@ def check_servable(problem: Problem, grid_label=None) -> None:
             blocked = [g.name for g, c in zip(problem.gpus, problem.cap[k]) if c > 0]
             why = (f"only {', '.join(blocked)} could, and max_count is 0" if blocked
                    else "every profile has 0 there")
-            raise MelangeError(f"infeasible: no GPU type can serve {where} ({why})")
+            share = problem.rate[k] / problem.rate.sum()
+            raise MelangeError(f"infeasible: no GPU type can serve {where}, {share:.3%} of traffic ({why})")
 
 
 def build_model(p: Problem, slice_factor: int | str, backend: str = "highs"):

@@ -1,0 +1,266 @@
+"""Sim-profiles: a GPU profile (max req/s per bucket under the SLO) without hardware.
+
+For each bucket, simulate ONE instance serving only that bucket's requests (lengths uniform in
+the bucket, Poisson arrivals) and search the highest rate whose SLO attainment still meets the
+target: bracket by doubling from a rate near one request in flight, then bisect to `rel_tol`.
+A bucket whose largest request cannot fit (KV capacity or the engine's max model length) gets 0,
+as does one that misses the SLO even when served alone.
+
+Buckets run in parallel processes and each result is cached on disk as JSON, keyed by a hash of
+every input (hardware, model, step model, engine, SLO, bucket edges, search settings) and of the
+simulator's and perf model's source code, so a change in any of them recomputes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, is_dataclass
+from pathlib import Path
+
+import numpy as np
+
+import melange
+from melange.core import BucketGrid, EngineConfig, MelangeError, Plan, Profile, Slo, StepTimeModel, Workload
+from melange.perf.catalog import Catalog, Instance, ModelSpec, load_catalog
+from melange.perf.roofline import RooflineParams, roofline_model
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+CODE_FILES = ("core.py", "metrics.py", "sim/*.py", "perf/roofline.py", "perf/profile_sim.py")
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """How hard the rate search works per bucket."""
+
+    rel_tol: float = 0.025  # stop bisecting when (hi - lo) / lo is below this
+    min_requests: int = 300  # per trial
+    max_requests: int = 3000
+    horizon: float = 3.0  # arrivals span >= this x the slowest request's SLO-bound latency
+    warmup: float = 0.1  # share of the arrival span left out of attainment (empty-system start)
+    max_rate: float = 2000.0  # req/s: give up doubling here
+    seed: int = 0
+
+
+def cache_dir(path: str | Path | None = None) -> Path:
+    """The cache directory: `path`, else $MELANGE_CACHE, else ~/.cache/melange."""
+    if path is not None:
+        return Path(path)
+    return Path(os.environ.get("MELANGE_CACHE") or Path.home() / ".cache" / "melange")
+
+
+def code_version() -> str:
+    """Hash of the package version and of the source the profiles depend on."""
+    h = hashlib.sha256(melange.__version__.encode())
+    for pattern in CODE_FILES:
+        for f in sorted(PACKAGE_DIR.glob(pattern)):
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _jsonable(value):
+    if is_dataclass(value):
+        return {"type": type(value).__name__, **{k: _jsonable(v) for k, v in asdict(value).items()}}
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def _key(parts: dict) -> str:
+    blob = json.dumps(_jsonable(parts), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+# --- one bucket -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BucketJob:
+    """Everything one bucket's search needs (picklable, for worker processes)."""
+
+    gpu: str
+    step_model: StepTimeModel
+    engine: EngineConfig
+    slo: Slo
+    grid: BucketGrid
+    i: int
+    j: int
+    max_len: int
+    search: SearchParams
+
+
+def _requests_for(job: BucketJob, rate: float) -> tuple[int, float]:
+    """(requests, warm-up seconds) so arrivals outlast the slowest request several times."""
+    out_hi = job.grid.out_edges[job.j + 1] - 1
+    slowest_s = out_hi * job.slo.tpot_ms / 1000.0
+    n = int(np.clip(rate * job.search.horizon * slowest_s, job.search.min_requests, job.search.max_requests))
+    return n, job.search.warmup * n / rate
+
+
+def attainment_at(job: BucketJob, rate: float) -> float:
+    """SLO attainment of one instance serving only this bucket at `rate` req/s."""
+    from melange.sim import simulate  # the simulator is optional for the rest of perf/
+
+    shape = job.grid.shape
+    onehot = np.zeros(shape)
+    onehot[job.i, job.j] = 1.0
+    workload = Workload(job.grid, onehot, rate)
+    plan = Plan(counts={job.gpu: 1}, share={job.gpu: onehot}, cost=0.0)
+    requests, warmup = _requests_for(job, rate)
+    res = simulate(plan, workload, {job.gpu: job.step_model}, {job.gpu: job.engine}, job.slo,
+                   requests=requests, seed=job.search.seed, warmup_s=warmup)
+    value = res.summary["attainment"]["overall"]
+    return 0.0 if value is None else float(value)
+
+
+def bucket_fits(job: BucketJob) -> bool:
+    """Whether the bucket's largest request fits the KV cache and the max model length."""
+    largest = job.grid.in_edges[job.i + 1] - 1 + job.grid.out_edges[job.j + 1] - 1
+    return largest <= min(job.step_model.kv_capacity_tokens, job.max_len)
+
+
+def _first_guess(job: BucketJob) -> float:
+    """A rate with about one request in flight: 1 / latency of a mid-bucket request alone."""
+    g, m = job.grid, job.step_model
+    inp = (g.in_edges[job.i] + g.in_edges[job.i + 1]) / 2
+    out = (g.out_edges[job.j] + g.out_edges[job.j + 1]) / 2
+    latency = m.step_time(int(inp), 0, 0) + out * m.step_time(0, 1, int(inp + out / 2))
+    return 1.0 / max(latency, 1e-6)
+
+
+def search_bucket(job: BucketJob) -> float:
+    """Highest req/s meeting the SLO attainment target for this bucket (0 if none)."""
+    if not bucket_fits(job):
+        return 0.0
+    def ok(rate: float) -> bool:
+        return attainment_at(job, rate) >= job.slo.attainment
+
+    lo = _first_guess(job)
+    for _ in range(6):  # below the guess: the SLO may need a nearly idle instance
+        if ok(lo):
+            break
+        lo /= 4
+    else:
+        return 0.0
+    hi = lo * 2
+    while ok(hi):
+        lo, hi = hi, hi * 2
+        if hi > job.search.max_rate:
+            return lo
+    while (hi - lo) / lo > job.search.rel_tol:
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    return lo
+
+
+def _cached_search(job: BucketJob, path: Path | None) -> float:
+    if path is not None and path.is_file():
+        return float(json.loads(path.read_text())["max_rate"])
+    rate = search_bucket(job)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"max_rate": rate, "gpu": job.gpu, "bucket": [job.i, job.j]}))
+        tmp.replace(path)  # atomic: parallel runs never read half a file
+    return rate
+
+
+# --- a whole profile --------------------------------------------------------------------------
+
+def build_profile(gpu: str | Instance, model: str | ModelSpec, slo: Slo, grid: BucketGrid, *,
+                  engine: EngineConfig | None = None, catalog: Catalog | None = None,
+                  roofline: RooflineParams | None = None, step_model: StepTimeModel | None = None,
+                  search: SearchParams | None = None, workers: int | None = None,
+                  cache: str | Path | bool | None = None, progress: bool = False) -> Profile:
+    """Max req/s per bucket of one `gpu` instance serving `model` under `slo`, by simulation.
+
+    `step_model` overrides the roofline (e.g. a fitted model); `cache`: a directory, None for
+    the default one, False for none; `workers`: processes (default: all cores)."""
+    catalog = catalog or load_catalog()
+    instance = catalog.instance(gpu) if isinstance(gpu, str) else gpu
+    spec = catalog.model(model) if isinstance(model, str) else model
+    engine = engine or EngineConfig()
+    roofline = roofline or RooflineParams()
+    step_model = step_model or roofline_model(instance, spec, engine, roofline)
+    search = search or SearchParams()
+    max_len = engine.max_model_len or spec.max_context
+    jobs = [BucketJob(instance.name, step_model, engine, slo, grid, i, j, max_len, search)
+            for i in range(grid.shape[0]) for j in range(grid.shape[1])]
+
+    paths: list[Path | None] = [None] * len(jobs)
+    if cache is not False:
+        root = cache_dir(None if cache in (None, True) else cache) / "sim-profiles"
+        common = {"instance": instance, "model": spec, "step_model": step_model, "engine": engine,
+                  "slo": slo, "search": search, "max_len": max_len, "code": code_version()}
+        paths = [root / f"{_key({**common, 'in': grid.in_edges[j.i:j.i + 2], 'out': grid.out_edges[j.j:j.j + 2]})}.json"
+                 for j in jobs]
+
+    rates = np.zeros(grid.shape)
+    todo = []
+    for k, job in enumerate(jobs):
+        if paths[k] is not None and paths[k].is_file():
+            rates[job.i, job.j] = _cached_search(job, paths[k])
+        else:
+            todo.append((k, job))
+    with _progress(progress, len(jobs), f"{instance.name} × {spec.name}") as advance:
+        advance(len(jobs) - len(todo))
+        workers = min(workers or os.cpu_count() or 1, max(len(todo), 1))
+        if workers <= 1:
+            for k, job in todo:
+                rates[job.i, job.j] = _cached_search(job, paths[k])
+                advance(1)
+        else:
+            with ProcessPoolExecutor(workers) as pool:
+                # Costly buckets (long outputs) first, so the last worker is not left alone.
+                order = sorted(todo, key=lambda kj: -(kj[1].grid.out_edges[kj[1].j + 1]))
+                futures = {pool.submit(_cached_search, job, paths[k]): job for k, job in order}
+                for fut in as_completed(futures):
+                    job = futures[fut]
+                    rates[job.i, job.j] = fut.result()
+                    advance(1)
+    return Profile(instance.name, rates, source="simulated")
+
+
+class _progress:
+    """A rich progress bar over buckets (or nothing); yields an `advance(n)` callable."""
+
+    def __init__(self, show: bool, total: int, label: str) -> None:
+        self.show, self.total, self.label = show, total, label
+        self.bar = None
+
+    def __enter__(self):
+        if not self.show:
+            return lambda n: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        self.bar = Progress("[progress.description]{task.description}", BarColumn(),
+                            MofNCompleteColumn(), TimeElapsedColumn(), transient=False)
+        self.bar.start()
+        task = self.bar.add_task(self.label, total=self.total)
+        return lambda n: self.bar.advance(task, n)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def profile_document(profile: Profile, model: str, slo: Slo, grid: BucketGrid, **extra) -> dict:
+    """The YAML/JSON form of a sim-profile; the scenario loader reads `max_rate` and `source`."""
+    if profile.max_rate.shape != grid.shape:
+        raise MelangeError("profile: max_rate does not match the grid")
+    return {
+        "gpu": profile.gpu,
+        "model": model,
+        "slo": {"tpot_ms": slo.tpot_ms, "definition": slo.definition, "ttft_ms": slo.ttft_ms,
+                "attainment": slo.attainment},
+        "source": profile.source,
+        "grid": {"input_edges": list(grid.in_edges), "output_edges": list(grid.out_edges)},
+        **extra,
+        "max_rate": [[round(float(v), 4) for v in row] for row in profile.max_rate],
+    }

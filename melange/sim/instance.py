@@ -1,0 +1,385 @@
+"""One GPU instance: vLLM-style continuous batching as a SimPy generator process.
+
+Scenario: requests join a FCFS waiting queue. At each step boundary the scheduler admits waiting
+requests into the running batch (at most `max_num_seqs`, only if their prompt's KV blocks fit,
+keeping vLLM's 1 % watermark free unless the batch is empty), then runs one engine iteration that
+
+- without chunked prefill: prefills the newly admitted prompts (a prefill-only step), or else
+  decodes one token for every running request (prefills first, as vLLM v0);
+- with chunked prefill (`max_num_batched_tokens`): decodes every running request and spends the
+  rest of the token budget on prompt chunks, continuing ones first (as vLLM v1).
+
+A decode step that needs more KV blocks than are free preempts the newest running request: its
+blocks are freed and it goes back to the front of the queue, to be recomputed (prompt + tokens so
+far, prefilled again; that prefill yields its next token). The step that completes a prompt yields
+the first token (TTFT); every later step yields one more; the step yielding the last one ends it.
+A request longer (input + output) than the KV cache or `max_model_len` fails as "too_long".
+
+Fast path: between arrivals and completions a pure-decode batch changes only by growing its
+contexts, so a run of k decode steps is one SimPy timeout (see `steps.DecodeRun`). A request
+routed here mid-run interrupts it; the step in progress finishes, then the request joins at that
+step boundary, exactly as in `exact` mode, which takes every step as its own event.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import simpy
+
+from melange.core import EngineConfig, StepTimeModel
+from melange.sim.steps import DecodeRun
+
+WATERMARK = 0.01  # vLLM keeps 1 % of KV blocks free when admitting, so new prompts don't thrash
+
+
+class Seq:
+    """Live state of one request inside an instance."""
+
+    __slots__ = (
+        "arrival",
+        "blocks",
+        "generated",
+        "kv",
+        "output",
+        "preemptions",
+        "prefill_left",
+        "prompt",
+        "rid",
+        "sched",
+        "ttft",
+    )
+
+    def __init__(self, rid: int, prompt: int, output: int, arrival: float) -> None:
+        self.rid = rid
+        self.prompt = prompt
+        self.output = output
+        self.arrival = arrival
+        self.generated = 0  # output tokens produced so far
+        self.kv = 0  # tokens held in the KV cache (set when a prefill completes)
+        self.blocks = 0  # KV blocks allocated
+        self.prefill_left = prompt  # tokens still to prefill in the current (re)computation
+        self.sched = -1.0  # time first admitted
+        self.ttft = -1.0  # time of the first output token
+        self.preemptions = 0
+
+
+@dataclass
+class Outcomes:
+    """Per-request results written in place by the instances (index = request id)."""
+
+    n: int
+    sched: list[float] = field(init=False)
+    ttft: list[float] = field(init=False)
+    e2e: list[float] = field(init=False)
+    instance: list[int] = field(init=False)
+    preemptions: list[int] = field(init=False)
+    error: list[str | None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        nan = math.nan
+        self.sched, self.ttft, self.e2e = [nan] * self.n, [nan] * self.n, [nan] * self.n
+        self.instance, self.preemptions = [-1] * self.n, [0] * self.n
+        self.error = [None] * self.n
+
+
+class Instance:
+    """A GPU instance running continuous batching; `submit` hands it a routed request."""
+
+    def __init__(self, env: simpy.Environment, index: int, gpu: str, model: StepTimeModel,
+                 engine: EngineConfig, outcomes: Outcomes, type_work: list[int], slot: int,
+                 exact: bool = False) -> None:
+        self.env, self.index, self.gpu, self.model = env, index, gpu, model
+        self.exact = exact
+        self.outcomes = outcomes
+        self.type_work, self.slot = type_work, slot  # router's view: outstanding tokens
+        self.block = engine.block_size
+        self.total_blocks = model.kv_capacity_tokens // engine.block_size
+        self.watermark = int(WATERMARK * self.total_blocks)
+        self.max_len = self.total_blocks * self.block  # alone, a request may use the whole cache
+        if engine.max_model_len is not None:
+            self.max_len = min(self.max_len, engine.max_model_len)
+        self.cap = engine.max_num_seqs
+        self.budget = engine.max_num_batched_tokens
+        self.waiting: deque[Seq] = deque()
+        self.running: list[Seq] = []  # admission order: the newest is last
+        self.prefilling: list[Seq] = []  # admitted, prompt not yet complete (admission order)
+        self.free = self.total_blocks
+        self.kv_tokens = 0  # KV tokens held by decode-phase sequences
+        # statistics
+        self.busy_s = 0.0
+        self.kv_area = 0.0  # block-seconds in use
+        self.kv_peak = 0
+        self.preemptions = 0
+        self.served = 0
+        self.failed = 0
+        self.in_system = 0
+        self.in_system_area = 0.0  # request-seconds, for Little's law
+        self._last_t = 0.0
+        # fast-path control
+        self._wake: simpy.Event | None = None
+        self._ffwd = False  # in an interruptible decode run
+        self._interrupted = False
+        self._reserved = 0  # blocks set aside for the next decode step
+        self.process = env.process(self._run())
+
+    # --- arrivals ------------------------------------------------------------------------
+
+    def submit(self, seq: Seq) -> None:
+        """Queue a request; wake the instance or cut its decode run short so it can join."""
+        if seq.prompt + seq.output > self.max_len:
+            # It could never fit: record the failure instead of letting it block the queue.
+            self.outcomes.error[seq.rid] = "too_long"
+            self.outcomes.instance[seq.rid] = self.index
+            self.failed += 1
+            return
+        now = self.env.now  # time-integral of requests in system, for Little's law
+        self.in_system_area += self.in_system * (now - self._last_t)
+        self._last_t = now
+        self.in_system += 1
+        self.type_work[self.slot] += seq.prompt + seq.output
+        self.waiting.append(seq)
+        if self._wake is not None:
+            self._wake.succeed()
+            self._wake = None
+        elif (self._ffwd and not self._interrupted and len(self.waiting) == 1
+              and len(self.running) < self.cap):
+            self._interrupted = True
+            self.process.interrupt()
+
+    # --- the process ---------------------------------------------------------------------
+
+    def _run(self):
+        env, model, block = self.env, self.model, self.block
+        while True:
+            if not self.running and not self.waiting:
+                self._wake = env.event()
+                yield self._wake
+            chunks, decodes, preempted = self._schedule()
+            lead = 0.0  # a prefill step folded into the front of the decode run below
+            if chunks or preempted or self.exact:
+                # kv_tokens: KV held by decode-phase seqs, i.e. read by this step's decodes
+                dt = model.step_time(sum(c for _, c in chunks), len(decodes), self.kv_tokens)
+                if preempted or self.exact or not self._quiet(chunks, decodes):
+                    yield env.timeout(dt)
+                    self._finish_step(chunks, decodes, dt, env.now)
+                    continue
+                # Nobody leaves or could join at the step's end: apply it now, stamped with its
+                # end time, and let the decode run follow in the same event.
+                self._finish_step(chunks, decodes, dt, env.now + dt)
+                lead, decodes = dt, self.running
+            else:
+                self.free += self._reserved  # _finish_run allocates the run's blocks itself
+            # Pure decode: fast-forward to the next completion or the last KV-safe step.
+            n = len(decodes)
+            k = min([s.output - s.generated for s in decodes])
+            safe = block * (self.free // n)  # each seq takes <= ceil(k/B) new blocks in k steps
+            if safe < k:
+                k = safe if safe > 0 else 1  # one step is safe: _make_room checked its blocks
+            run = DecodeRun(model, n, self.kv_tokens, k)
+            t0 = env.now + lead
+            self._ffwd = True
+            try:
+                yield env.timeout(lead + run.total)
+                done, dt = k, run.total
+            except simpy.Interrupt:
+                # Finish the step in progress (or the folded prefill step), then stop.
+                self._ffwd = False
+                done = run.steps_by(env.now - t0) if env.now > t0 else 0
+                dt = run.elapsed(done)
+                yield env.timeout(max(0.0, t0 + dt - env.now))
+            self._ffwd = self._interrupted = False
+            self._finish_run(decodes, done, dt)
+
+    def _quiet(self, chunks: list[tuple[Seq, int]], decodes: list[Seq]) -> bool:
+        """Whether, after this step, the next ones are pure decode with no completion at the
+        step's end, no admission and no preemption, exactly as the step-by-step engine finds."""
+        if self.budget is not None and (self.waiting or len(chunks) < len(self.prefilling)
+                                        or any(c < s.prefill_left for s, c in chunks)):
+            return False  # chunked prefill: prompt work or a new budget left for the next step
+        for s in decodes:
+            if s.generated + 1 == s.output:
+                return False
+        for s, _ in chunks:
+            if s.generated + 1 == s.output:
+                return False
+        return self.free >= len(self.running)  # each seq needs <= 1 new block per step
+
+    # --- scheduling ----------------------------------------------------------------------
+
+    def _schedule(self) -> tuple[list[tuple[Seq, int]], list[Seq], bool]:
+        """Admit and preempt for the next step: (prefill chunks, decode seqs, preempted?)."""
+        if self.budget is None:
+            if self.waiting:
+                chunks = self._admit(math.inf)
+                if chunks:
+                    return chunks, [], False  # prefill-only step
+            decodes, preempted = self._make_room()
+            return [], decodes, preempted
+        decodes, preempted = self._make_room()
+        if decodes is self.running:
+            decodes = decodes.copy()  # admissions below append to running
+        budget = self.budget - len(decodes)
+        chunks = []
+        for s in self.prefilling:
+            if budget <= 0:
+                break
+            c = min(s.prefill_left, budget)
+            chunks.append((s, c))
+            budget -= c
+        if not preempted and budget > 0 and self.waiting:
+            chunks += self._admit(budget)
+        return chunks, decodes, preempted
+
+    def _admit(self, budget: float) -> list[tuple[Seq, int]]:
+        """Move waiting requests into the batch while seats, KV blocks and budget allow."""
+        chunks = []
+        waiting, running, block = self.waiting, self.running, self.block
+        while waiting and len(running) < self.cap and budget > 0:
+            s = waiting[0]
+            need = -(-s.prefill_left // block)
+            if need > self.free - (self.watermark if running else 0):
+                break
+            waiting.popleft()
+            self.free -= need
+            s.blocks = need
+            if s.sched < 0:
+                s.sched = self.env.now
+            running.append(s)
+            self.prefilling.append(s)
+            c = min(s.prefill_left, budget)
+            chunks.append((s, c))
+            budget -= c
+        return chunks
+
+    def _make_room(self) -> tuple[list[Seq], bool]:
+        """Decode-phase sequences for the next step, preempting the newest until blocks suffice."""
+        running, block = self.running, self.block
+        if self.budget is None and not self.exact and self.free >= len(running):
+            # Fast path: no preemption possible and a decode run follows, which counts its own
+            # blocks; skip the per-sequence count.
+            self._reserved = 0
+            return running, False
+        decodes = running if not self.prefilling else [s for s in running if s.prefill_left == 0]
+        need = [s.kv % block for s in decodes].count(0)  # full last block -> one more
+        preempted = False
+        while need > self.free:
+            victim = running.pop()
+            if victim.prefill_left == 0:
+                if decodes is not running:
+                    decodes.pop()
+                if victim.kv % block == 0:
+                    need -= 1
+            else:
+                self.prefilling.pop()
+            self._preempt(victim)
+            preempted = True
+        self.free -= need  # reserve this step's new blocks before anything is admitted
+        self._reserved = need
+        return decodes, preempted
+
+    def _preempt(self, s: Seq) -> None:
+        self.free += s.blocks
+        if s.prefill_left == 0:
+            self.kv_tokens -= s.kv
+        s.blocks = s.kv = 0
+        s.prefill_left = s.prompt + s.generated  # recompute everything produced so far
+        s.preemptions += 1
+        self.preemptions += 1
+        self.waiting.appendleft(s)
+
+    # --- bookkeeping after a step or a run -----------------------------------------------
+
+    def _finish_step(self, chunks: list[tuple[Seq, int]], decodes: list[Seq], dt: float,
+                     now: float) -> None:
+        block = self.block
+        finished = False
+        for s in decodes:
+            if s.kv % block == 0:
+                s.blocks += 1  # reserved in _make_room
+            s.kv += 1
+            s.generated += 1
+            if s.generated == s.output:
+                finished = True
+        self.kv_tokens += len(decodes)
+        for s, c in chunks:
+            s.prefill_left -= c
+            if s.prefill_left == 0:
+                self.prefilling.remove(s)
+                s.kv = s.prompt + s.generated
+                self.kv_tokens += s.kv
+                s.generated += 1
+                if s.ttft < 0:
+                    s.ttft = now
+                if s.generated == s.output:
+                    finished = True
+        used = self.total_blocks - self.free
+        self.busy_s += dt
+        self.kv_area += used * dt
+        self.kv_peak = max(self.kv_peak, used)
+        if finished:
+            self._complete()
+
+    def _finish_run(self, decodes: list[Seq], k: int, dt: float) -> None:
+        block = self.block
+        free = self.free
+        used_before = self.total_blocks - free
+        finished = False
+        for s in decodes:
+            s.kv += k
+            s.generated += k
+            blocks = -(-s.kv // block)
+            free -= blocks - s.blocks
+            s.blocks = blocks
+            if s.generated == s.output:
+                finished = True
+        self.free = free
+        self.kv_tokens += k * len(decodes)
+        used = self.total_blocks - free  # blocks only grow during a run: trapezoid for the mean
+        self.busy_s += dt
+        self.kv_area += (used_before + used) / 2 * dt
+        self.kv_peak = max(self.kv_peak, used)
+        if finished:
+            self._complete()
+
+    def _complete(self) -> None:
+        """Retire every sequence that produced its last token."""
+        now, out = self.env.now, self.outcomes
+        self.in_system_area += self.in_system * (now - self._last_t)
+        self._last_t = now
+        keep = []
+        for s in self.running:
+            if s.generated < s.output:
+                keep.append(s)
+                continue
+            self.free += s.blocks
+            self.kv_tokens -= s.kv
+            self.type_work[self.slot] -= s.prompt + s.output
+            rid = s.rid
+            out.sched[rid], out.ttft[rid], out.e2e[rid] = s.sched, s.ttft, now
+            out.instance[rid], out.preemptions[rid] = self.index, s.preemptions
+            self.served += 1
+            self.in_system -= 1
+        self.running = keep
+
+    # --- statistics ----------------------------------------------------------------------
+
+    def stats(self, sim_time: float) -> dict:
+        """Utilisation (busy share), KV use (mean, peak), preemptions, requests, mean in system."""
+        self.in_system_area += self.in_system * (sim_time - self._last_t)
+        self._last_t = sim_time
+        span = sim_time if sim_time > 0 else 1.0
+        return {
+            "gpu": self.gpu,
+            "instance": self.index,
+            "utilisation": self.busy_s / span,
+            "kv_mean": self.kv_area / span / max(self.total_blocks, 1),
+            "kv_peak": self.kv_peak / max(self.total_blocks, 1),
+            "preemptions": self.preemptions,
+            "completed": self.served,
+            "failed": self.failed,
+            "in_flight": len(self.waiting) + len(self.running),
+            "mean_in_system": self.in_system_area / span,
+        }

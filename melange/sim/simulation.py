@@ -1,0 +1,116 @@
+"""The fleet: a source process that routes pre-drawn requests to GPU instance processes.
+
+Scenario: `arrivals` (times and lengths drawn up front) enter at their absolute times; each goes
+to the GPU type drawn from the plan's shares for its bucket, then to an instance of that type
+chosen by the router, which batches it (see `instance.py`). `run()` continues until every arrived
+request has finished, or stops at a horizon and reports what is still in flight.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import simpy
+
+from melange.core import EngineConfig, MelangeError, Plan, Slo, StepTimeModel, Workload
+from melange.metrics import RECORD_COLUMNS, to_frame
+from melange.sim.arrivals import Arrivals
+from melange.sim.instance import Instance, Outcomes, Seq
+from melange.sim.result import SimResult, summarise
+from melange.sim.router import ROUTERS, choose_types, type_table
+
+PROGRESS_EVERY = 4096  # arrivals between progress callbacks
+
+
+class Simulation:
+    """One simulated fleet serving one set of arrivals."""
+
+    def __init__(self, plan: Plan, arrivals: Arrivals, workload: Workload,
+                 step_models: dict[str, StepTimeModel], engines: dict[str, EngineConfig],
+                 rng: np.random.Generator, *, router: str = "least_work", exact: bool = False,
+                 progress: Callable[[float], None] | None = None) -> None:
+        if router not in ROUTERS:
+            raise MelangeError(f"router: unknown {router!r} (choose from {', '.join(ROUTERS)})")
+        self.env = simpy.Environment()
+        self.arrivals, self.workload, self.progress = arrivals, workload, progress
+        self.names = [g for g, n in plan.counts.items() if n > 0]
+        self.types = choose_types(type_table(plan, self.names, workload.grid.shape), workload.grid,
+                                  arrivals.input_tokens, arrivals.output_tokens, rng)
+        self.outcomes = Outcomes(len(arrivals))
+        self.instances: list[Instance] = []
+        self.by_type: list[list[Instance]] = []
+        self.work: list[list[int]] = []  # per type: outstanding tokens of each instance
+        self.pickers = []
+        for g in self.names:
+            work = [0] * plan.counts[g]
+            group = [Instance(self.env, len(self.instances) + k, g, step_models[g],
+                              engines.get(g, EngineConfig()), self.outcomes, work, k, exact)
+                     for k in range(plan.counts[g])]
+            self.instances += group
+            self.by_type.append(group)
+            self.work.append(work)
+            self.pickers.append(ROUTERS[router](rng.spawn(1)[0]))
+        self.arrived = 0
+        self.env.process(self._source())
+
+    def _source(self):
+        """Inject each request at its absolute arrival time and route it."""
+        env, a = self.env, self.arrivals
+        times, prompts, outputs = a.time_s.tolist(), a.input_tokens.tolist(), a.output_tokens.tolist()
+        types = self.types.tolist()
+        for rid, t in enumerate(times):
+            if t > env.now:
+                yield env.timeout(t - env.now)
+            g = types[rid]
+            k = self.pickers[g].pick(self.work[g])
+            self.by_type[g][k].submit(Seq(rid, prompts[rid], outputs[rid], t))
+            self.arrived = rid + 1
+            if self.progress is not None and rid % PROGRESS_EVERY == 0:
+                self.progress(env.now)
+
+    def run(self, until: float | None = None) -> float:
+        """Simulate until all arrived requests are done (or until `until` s); returns wall s."""
+        start = time.perf_counter()
+        self.env.run(until=until)
+        if self.progress is not None:
+            self.progress(self.env.now)
+        return time.perf_counter() - start
+
+    def records(self) -> pd.DataFrame:
+        """One row per finished or failed request, `RequestRecord` columns (in-flight ones left out)."""
+        o, a = self.outcomes, self.arrivals
+        n = self.arrived
+        e2e = np.array(o.e2e[:n])
+        error = np.array(o.error[:n], dtype=object)
+        arrival = a.time_s[:n]
+        names = np.array(self.names, dtype=object)
+        frame = pd.DataFrame({
+            "request_id": np.arange(n),
+            "arrival_s": arrival,
+            "input_tokens": a.input_tokens[:n],
+            "output_tokens": a.output_tokens[:n],
+            "bucket_in": a.bucket_in[:n],
+            "bucket_out": a.bucket_out[:n],
+            "gpu": names[self.types[:n]],
+            "instance": np.array(o.instance[:n]),
+            "queue_s": np.array(o.sched[:n]) - arrival,
+            "ttft_s": np.array(o.ttft[:n]) - arrival,
+            "e2e_s": e2e - arrival,
+            "preemptions": np.array(o.preemptions[:n]),
+            "error": error,
+        }, columns=RECORD_COLUMNS)
+        done = ~np.isnan(e2e) | (error != None)
+        return frame[done].reset_index(drop=True)
+
+    def result(self, slo: Slo, *, warmup_s: float = 0.0, wall_time_s: float = 0.0) -> SimResult:
+        """Records with both TPOTs and `slo_met`, and the summary."""
+        frame = to_frame(self.records(), slo)
+        now = self.env.now
+        stats = [inst.stats(now) for inst in self.instances]
+        summary = summarise(frame, self.workload.grid, slo, n_requests=self.arrived,
+                            in_flight=sum(s["in_flight"] for s in stats), instances=stats,
+                            sim_time_s=now, wall_time_s=wall_time_s, warmup_s=warmup_s)
+        return SimResult(frame, summary)

@@ -1,0 +1,136 @@
+"""Roofline step-time model: hand-checked numbers, tensor parallelism, memory fit."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from melange.core import EngineConfig, MelangeError
+from melange.perf import step_model
+from melange.perf.catalog import GB, Instance, load_catalog
+from melange.perf.roofline import RooflineParams, activation_reserve_bytes, kv_capacity_tokens, roofline_model
+
+CAT = load_catalog()
+LLAMA7 = CAT.model("llama-2-7b")
+A100 = CAT.instance("A100-80GB")
+
+
+def test_llama2_7b_weights_and_kv_bytes_per_token():
+    assert LLAMA7.weight_bytes == pytest.approx(13.48e9, rel=1e-3)
+    assert LLAMA7.kv_bytes_per_token == 2 * 32 * 32 * 128 * 2 == 524_288
+
+
+def test_batch1_decode_on_a100_reads_weights_in_about_7ms():
+    m = roofline_model(A100, LLAMA7)
+    # 13.48 GB at 1,935 GB/s = 6.97 ms before efficiency; / 0.8 efficiency = 8.71 ms.
+    assert LLAMA7.weight_bytes / (1935 * GB) == pytest.approx(6.97e-3, rel=1e-2)
+    memory = m.memory_time(0, 1, 0)
+    assert memory == pytest.approx(6.97e-3 / 0.8, rel=1e-2)
+    assert m.compute_time(0, 1, 0) < memory / 50  # decode at batch 1 is memory bound
+    assert m.step_time(0, 1, 0) == pytest.approx(0.004 + 150e-6 + memory, rel=1e-6)
+
+
+def test_decode_kv_reads_add_bandwidth_time():
+    m = roofline_model(A100, LLAMA7)
+    # 10,000 context tokens x 0.524 MB = 5.24 GB more to read: +3.39 ms at 0.8 x 1,935 GB/s.
+    extra = m.step_time(0, 1, 10_000) - m.step_time(0, 1, 0)
+    assert extra == pytest.approx(10_000 * 524_288 / (0.8 * 1935e9), rel=1e-3)
+
+
+def test_long_prefill_is_compute_bound_with_attention():
+    m = roofline_model(A100, LLAMA7)
+    # 2,000 tokens: 2 x 6.738e9 x 2000 = 26.95 TFLOP linear + 2 x 32 x 4096 x 2000^2 = 1.05 TFLOP
+    # attention, at 0.6 x 312 TFLOP/s = 149.6 ms.
+    flops = 2 * 6.738e9 * 2000 + 2 * 32 * 4096 * 2000 ** 2
+    assert m.compute_time(2000, 0, 0) == pytest.approx(flops / (0.6 * 312e12), rel=1e-6)
+    assert m.compute_time(2000, 0, 0) > m.memory_time(2000, 0, 0)
+    assert m.step_time(2000, 0, 0) == pytest.approx(0.004 + flops / (0.6 * 312e12), rel=1e-6)
+
+
+def test_tensor_parallel_allreduce_adds_time_at_equal_per_gpu_work():
+    h1, h4 = CAT.instance("H100"), CAT.instance("4xH100")
+    one = roofline_model(h1, LLAMA7)
+    assert one.allreduce_time(0, 8) == 0.0
+    # Equal per-GPU work: a model with 4x the parameters on 4 GPUs, reading 4x the context, has
+    # the same FLOPs and bytes per GPU as llama-2-7b on one; only the all-reduces differ.
+    big = dataclasses.replace(LLAMA7, params=LLAMA7.params * 4, name="llama-4x")
+    four = roofline_model(h4, big)
+    d, c = 8, 8000
+    assert four.compute_time(0, d, 4 * c) == pytest.approx(one.compute_time(0, d, c), rel=1e-9)
+    assert four.memory_time(0, d, 4 * c) == pytest.approx(one.memory_time(0, d, c), rel=1e-9)
+    # Two ring all-reduces per layer: 2(N-1)/N x tokens x hidden x 2 bytes over 450 GB/s + 10 us.
+    ring_bytes = 2 * 3 / 4 * d * 4096 * 2
+    expected = 2 * 32 * (10e-6 + ring_bytes / 450e9)
+    assert four.allreduce_time(0, d) == pytest.approx(expected, rel=1e-9)
+    assert four.step_time(0, d, 4 * c) - one.step_time(0, d, c) == pytest.approx(expected, rel=1e-6)
+
+
+def test_allreduce_grows_with_gpus_and_is_slower_over_pcie():
+    nv = [roofline_model(CAT.instance(f"{n}xH100"), LLAMA7).allreduce_time(0, 64) for n in (2, 4, 8)]
+    assert nv[0] < nv[1] < nv[2]
+    pcie = roofline_model(CAT.instance("2xH100-PCIe"), LLAMA7).allreduce_time(0, 64)
+    assert pcie > nv[0]
+
+
+def test_kv_capacity_matches_hand_computation_on_a10g():
+    a10g = CAT.instance("A10G")
+    eng = EngineConfig()
+    reserve = 4096 * 2 * (2 * 4096 + 2 * 11008) + 256 * 32000 * 4 + 0.5e9
+    assert activation_reserve_bytes(LLAMA7, a10g, eng) == pytest.approx(reserve)
+    free = 24e9 * 0.9 - 13.476e9 - reserve
+    tokens = int(free // 524_288)
+    assert kv_capacity_tokens(LLAMA7, a10g, eng) == tokens - tokens % 16
+
+
+def test_70b_does_not_fit_on_one_a10g():
+    with pytest.raises(MelangeError, match=r"llama-2-70b \(138 GB of weights\) does not fit on A10G \(24 GB × 0.9\)"):
+        step_model("A10G", "llama-2-70b")
+
+
+def test_70b_fits_on_4xa100_80gb_and_8xa10g_but_not_4xa10g():
+    assert step_model("4xA100-80GB", "llama-2-70b").kv_capacity_tokens > 100_000
+    assert step_model("8xA10G", "llama-2-70b").kv_capacity_tokens > 10_000
+    with pytest.raises(MelangeError, match="does not fit on 4xA10G"):
+        step_model("4xA10G", "llama-2-70b")
+
+
+def test_memory_utilization_changes_capacity():
+    lo = step_model("A100-80GB", "llama-2-7b", params=RooflineParams(memory_utilization=0.5))
+    hi = step_model("A100-80GB", "llama-2-7b")
+    assert lo.kv_capacity_tokens < hi.kv_capacity_tokens
+
+
+def test_linearized_agrees_in_the_memory_bound_decode_regime():
+    m = roofline_model(A100, LLAMA7)
+    lin = m.linearized()
+    for d, c in ((1, 100), (16, 16_000), (64, 64_000)):
+        assert lin.step_time(0, d, c) == pytest.approx(m.step_time(0, d, c), rel=0.02)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(["L4", "A10G", "A100-80GB", "H100", "2xH100", "L40S"]),
+       st.integers(0, 8000), st.integers(0, 256), st.integers(0, 200_000))
+def test_step_time_is_positive_and_monotone(gpu, prefill, decode, context):
+    m = step_model(gpu, "llama-2-7b")
+    t = m.step_time(prefill, decode, context)
+    if prefill == decode == 0:
+        assert t == 0.0
+        return
+    assert t >= m.overhead_s
+    assert m.step_time(prefill + 1, decode, context) >= t
+    assert m.step_time(prefill, decode + 1, context) >= t
+    assert m.step_time(prefill, decode, context + 1000) >= t
+
+
+def test_faster_gpu_has_shorter_steps():
+    ts = [step_model(g, "llama-2-7b").step_time(0, 16, 16_000) for g in ("L4", "A10G", "A100-80GB", "H100")]
+    assert ts == sorted(ts, reverse=True)
+
+
+def test_instance_cost_scales_with_gpus():
+    assert CAT.instance("8xH100").cost == pytest.approx(8 * 7.516)
+    assert CAT.instance("4xh100").name == "4xH100"
+    assert isinstance(CAT.instance("A10G"), Instance)
