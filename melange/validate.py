@@ -13,7 +13,7 @@ from typing import Callable
 
 import pandas as pd
 
-from melange.core import MelangeError, Plan, Profile
+from melange.core import Plan, Profile
 from melange.optimizer import solve
 from melange.scenario import Scenario
 from melange.sim import simulate
@@ -79,9 +79,7 @@ def tighten(profiles: dict[str, Profile], cells: pd.DataFrame, target: float,
 def plan_and_validate(sc: Scenario, *, max_rounds: int = 5, requests: int | None = None,
                       duration_s: float | None = None, seed: int | None = None, step: float = 0.9,
                       on_round: Callable[[Round], None] | None = None) -> PlanReport:
-    """The validation loop of the module docstring; without step-time models, solve only."""
-    if sc.slo is None:
-        raise MelangeError("slo: required to validate a plan (add slo.tpot_ms to the scenario)")
+    """The validation loop of the module docstring; without an SLO or step-time models, solve only."""
     missing = untested_gpus(sc)
     profiles = sc.profiles
     rounds: list[Round] = []
@@ -89,11 +87,11 @@ def plan_and_validate(sc: Scenario, *, max_rounds: int = 5, requests: int | None
     sim = sc.simulation
     for index in range(1, max_rounds + 1):
         plan = solve(sc.workload, sc.gpus, profiles, sc.solve)
-        if missing:
+        if missing or sc.slo is None:
             rounds.append(Round(index, plan, None, False))
             if on_round:
                 on_round(rounds[-1])
-            return PlanReport(rounds, None, sc.slo.attainment)
+            return PlanReport(rounds, None, sc.slo.attainment if sc.slo else None)
         result = simulate(plan, sc.workload, sc.step_models, sc.engines, sc.slo,
                           requests=requests or sim.requests, duration_s=duration_s or sim.duration_s,
                           seed=sim.seed if seed is None else seed, router=sim.router, warmup_s=sim.warmup_s)
@@ -118,4 +116,12 @@ def plan_and_validate(sc: Scenario, *, max_rounds: int = 5, requests: int | None
 def untested_gpus(sc: Scenario) -> list[str]:
     """GPU types the simulator cannot model (no step-time model in the scenario)."""
     return [g.name for g in sc.gpus if g.name not in sc.step_models]
+
+
+def why_not_validated(sc: Scenario) -> str | None:
+    """Why the loop can only solve this scenario, or None when it can validate."""
+    if sc.slo is None:
+        return "the scenario has no slo"
+    missing = untested_gpus(sc)
+    return f"no step-time model for {', '.join(missing)}" if missing else None
 

@@ -12,12 +12,14 @@ from melange.cli.options import normalize_option, parse_duration, scenario_argum
 from melange.cli.solve import options_from_flags
 from melange.report import console, plan_table, shares_table, write_json
 from melange.scenario import load_scenario
-from melange.validate import Round, plan_and_validate, untested_gpus
+from melange.core import Slo
+from melange.validate import Round, plan_and_validate, why_not_validated
 
 
-def rounds_table(rounds: list[Round], target: float) -> Table:
+def rounds_table(rounds: list[Round], target: float | None) -> Table:
     """One row per round: cost, counts, attainment against the target, what was tightened."""
-    table = Table(title=f"Validation rounds (target attainment {target:.1%})")
+    goal = "no SLO" if target is None else f"target attainment {target:.1%}"
+    table = Table(title=f"Validation rounds ({goal})")
     for col in ("round", "$/h", "instances", "attainment", "held", "tightened cells"):
         table.add_column(col, justify="right" if col != "instances" else "left")
     for r in rounds:
@@ -26,6 +28,14 @@ def rounds_table(rounds: list[Round], target: float) -> Table:
         table.add_row(str(r.index), f"{r.plan.cost:.3f}", counts, att, "yes" if r.held else "no",
                       str(len(r.tightened)))
     return table
+
+
+def describe_slo(slo: Slo | None) -> str:
+    """'TPOT ≤ 100 ms (decode), TTFT ≤ 3000 ms, 99% of requests' or 'no SLO'."""
+    if slo is None:
+        return "no SLO"
+    ttft = f", TTFT ≤ {slo.ttft_ms:g} ms" if slo.ttft_ms is not None else ""
+    return f"TPOT ≤ {slo.tpot_ms:g} ms ({slo.definition}){ttft}, {slo.attainment:.0%} of requests"
 
 
 @click.command()
@@ -45,8 +55,7 @@ def plan(scenario, normalize, slice_factor, headroom, utilization, time_limit, b
     sc.solve = options_from_flags(sc.solve, slice_factor, headroom, utilization, time_limit, backend)
     duration_s = parse_duration(duration) if duration else None
     out = console()
-    out.print(f"[bold]{sc.name}[/]: {sc.workload.rate:g} req/s, TPOT ≤ {sc.slo.tpot_ms if sc.slo else '?'} ms "
-              f"({sc.slo.definition if sc.slo else ''}), {len(sc.gpus)} GPU types")
+    out.print(f"[bold]{sc.name}[/]: {sc.workload.rate:g} req/s, {describe_slo(sc.slo)}, {len(sc.gpus)} GPU types")
     log = None
     if output:
         Path(output).mkdir(parents=True, exist_ok=True)
@@ -69,9 +78,9 @@ def plan(scenario, normalize, slice_factor, headroom, utilization, time_limit, b
     final = report.best or report.rounds[-1].plan
     out.print(plan_table(final, sc.gpus, title="Plan" if report.best else "Last plan (did NOT hold)"))
     out.print(shares_table(final, sc.workload.grid, sc.workload.bucket_rates() * (1 + sc.solve.headroom)))
-    missing = untested_gpus(sc)
-    if missing:
-        out.print(f"[yellow]not validated: no step-time model for {', '.join(missing)}[/]")
+    reason = why_not_validated(sc)
+    if reason:
+        out.print(f"[yellow]not validated: {reason}[/]")
     elif report.best is None:
         out.print(f"[red]no plan held the SLO within {max_rounds} rounds[/]")
     if output:
