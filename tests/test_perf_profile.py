@@ -128,7 +128,6 @@ def test_large_requests_a100_beats_a10g():
     assert tokens_per_dollar("A100-80GB", LARGE, 120.0) > 1.2 * tokens_per_dollar("A10G", LARGE, 120.0)
 
 
-@pytest.mark.slow
 def test_tighter_slo_moves_buckets_toward_faster_gpus():
     for bucket in (SMALL, LARGE):
         rel_120 = tokens_per_dollar("A10G", bucket, 120.0) / tokens_per_dollar("A100-80GB", bucket, 120.0)
