@@ -85,6 +85,8 @@ def plan_and_validate(sc: Scenario, *, max_rounds: int = 5, requests: int | None
     rounds: list[Round] = []
     best: Plan | None = None
     sim = sc.simulation
+    if requests is None and duration_s is None:  # a bound given by the caller replaces the scenario's
+        requests, duration_s = sim.requests, sim.duration_s
     for index in range(1, max_rounds + 1):
         plan = solve(sc.workload, sc.gpus, profiles, sc.solve)
         if missing or sc.slo is None:
@@ -93,14 +95,14 @@ def plan_and_validate(sc: Scenario, *, max_rounds: int = 5, requests: int | None
                 on_round(rounds[-1])
             return PlanReport(rounds, None, sc.slo.attainment if sc.slo else None)
         result = simulate(plan, sc.workload, sc.step_models, sc.engines, sc.slo,
-                          requests=requests or sim.requests, duration_s=duration_s or sim.duration_s,
+                          requests=requests, duration_s=duration_s,
                           seed=sim.seed if seed is None else seed, router=sim.router, warmup_s=sim.warmup_s)
         attained = float(result.summary["attainment"]["overall"])
         held = attained >= sc.slo.attainment
         round_ = Round(index, plan, attained, held, summary=result.summary)
         rounds.append(round_)
         if held:
-            best = plan if best is None or plan.cost < best.cost else best
+            best = plan  # rounds only tighten, so the first plan that holds is the cheapest
             if on_round:
                 on_round(round_)
             break
