@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
@@ -67,7 +67,7 @@ class TraceDistribution(_Strict):
 
 class WorkloadSpec(_Strict):
     rate: PositiveFloat
-    distribution: Union[Table, TraceDistribution, None] = None
+    distribution: Table | TraceDistribution | None = None
     arrival: ArrivalSpec = ArrivalSpec()
     lengths: Literal["uniform", "trace"] = "uniform"
     trace: str | None = None
@@ -103,14 +103,14 @@ class GpuSpec(_Strict):
     max_count: Annotated[int, Field(ge=0)] | None = None
     min_count: Annotated[int, Field(ge=0)] = 0
     utilization: Annotated[float, Field(gt=0, le=1)] | None = None
-    profile: Union[Table, str, None] = None  # inline max-rate table, or a file holding one
+    profile: Table | str | None = None  # inline max-rate table, or a file holding one
     engine: EngineSpec = EngineSpec()
-    step_time: Union[LinearStepSpec, Literal["roofline"], None] = None  # roofline: catalog x model
+    step_time: LinearStepSpec | Literal["roofline"] | None = None  # roofline: catalog x model
     catalog: str | None = None  # catalog GPU or instance (e.g. A100-80GB, 4xH100): defaults cost/gpus/memory
 
 
 class SolverSpec(_Strict):
-    slice_factor: Union[Annotated[int, Field(ge=1)], Literal["continuous"]] = 8
+    slice_factor: Annotated[int, Field(ge=1)] | Literal["continuous"] = 8
     headroom: NonNegFloat = 0.0
     utilization: Annotated[float, Field(gt=0, le=1)] = 1.0
     time_limit_s: PositiveFloat = 60.0
@@ -129,7 +129,7 @@ class ScenarioSpec(_Strict):
     name: str = "scenario"
     description: str = ""
     model: str | None = None  # catalog model served (needed by step_time: roofline)
-    grid: Union[Literal["paper"], GridSpec] = "paper"
+    grid: Literal["paper"] | GridSpec = "paper"
     workload: WorkloadSpec
     slo: SloSpec | None = None
     gpus: Annotated[list[GpuSpec], Field(min_length=1)]

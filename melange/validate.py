@@ -8,8 +8,8 @@ The answer is the cheapest plan that held.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 import pandas as pd
 

@@ -20,15 +20,23 @@ def parse_fraction(text: str, name: str) -> float:
     return value
 
 
-def parse_duration(text: str, name: str = "--duration") -> float:
-    """'1h', '30m', '90s', '120' -> seconds."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(h|m|s|ms)?\s*", text)
+_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3}
+
+
+def parse_duration(text: str, name: str = "--duration", bare: str = "s") -> float:
+    """'1h', '30m', '90s', '120ms' -> seconds; a bare number is in unit `bare`."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(h|m|s|ms)?\s*", text)
     if not match:
-        raise MelangeError(f"{name}: '{text}' is not a duration like 1h, 30m, 90s or 120")
-    value = float(match.group(1)) * {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, None: 1}[match.group(2)]
+        raise MelangeError(f"{name}: '{text}' is not a duration like 1h, 30m, 90s or 120ms")
+    value = float(match.group(1)) * _SECONDS[match.group(2) or bare]
     if value <= 0:
         raise MelangeError(f"{name}: must be > 0")
     return value
+
+
+def parse_ms(text: str, name: str) -> float:
+    """'120ms', '0.12s' or a bare number of milliseconds -> milliseconds."""
+    return parse_duration(text, name, bare="ms") * 1000.0
 
 
 def parse_slice_factor(text: str) -> int | str:

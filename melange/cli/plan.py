@@ -10,9 +10,9 @@ from rich.table import Table
 
 from melange.cli.options import normalize_option, parse_duration, scenario_argument, solver_options
 from melange.cli.solve import options_from_flags
+from melange.core import Slo
 from melange.report import console, plan_table, shares_table, write_json
 from melange.scenario import load_scenario
-from melange.core import Slo
 from melange.validate import Round, plan_and_validate, why_not_validated
 
 

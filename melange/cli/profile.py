@@ -6,29 +6,17 @@ real server comes with the profiler.
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
 import click
 import yaml
 
-from melange.cli.options import catalog_option
+from melange.cli.options import catalog_option, parse_ms
 from melange.core import BucketGrid, EngineConfig, MelangeError, Slo
 from melange.perf.catalog import load_catalog
 from melange.perf.profile_sim import SearchParams, build_profile, profile_document
 from melange.scenario import read_document
-
-
-def parse_ms(text: str, name: str) -> float:
-    """'120ms', '0.12s' or a bare number of milliseconds -> milliseconds."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|s)?\s*", text)
-    if not match:
-        raise MelangeError(f"{name}: '{text}' is not a duration like 120ms or 0.12s")
-    value = float(match[1]) * (1000.0 if match[2] == "s" else 1.0)
-    if value <= 0:
-        raise MelangeError(f"{name}: must be > 0")
-    return value
 
 
 def load_grid(text: str) -> BucketGrid:

@@ -6,12 +6,24 @@ from dataclasses import replace
 
 import click
 
-from melange.cli.options import (normalize_option, parse_fraction, parse_slice_factor, scenario_argument,
-                                 solver_options)
+from melange.cli.options import (
+    normalize_option,
+    parse_fraction,
+    parse_slice_factor,
+    scenario_argument,
+    solver_options,
+)
 from melange.core import MelangeError, SolveOptions
 from melange.optimizer import baselines as single_type_plans
 from melange.optimizer import solve as solve_plan
-from melange.report import baselines_table, console, plan_table, seed_result, shares_table, write_json
+from melange.report import (
+    baselines_table,
+    console,
+    plan_table,
+    seed_result,
+    shares_table,
+    write_json,
+)
 from melange.scenario import load_scenario
 
 

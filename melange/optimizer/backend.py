@@ -30,7 +30,7 @@ def _point_mip_at_highsbox() -> None:
 
 _point_mip_at_highsbox()
 
-import mip  # noqa: E402  (must come after the library path is set)
+import mip
 
 
 def new_model(backend: str, name: str = "melange") -> mip.Model:

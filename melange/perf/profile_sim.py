@@ -23,7 +23,16 @@ from pathlib import Path
 import numpy as np
 
 import melange
-from melange.core import BucketGrid, EngineConfig, MelangeError, Plan, Profile, Slo, StepTimeModel, Workload
+from melange.core import (
+    BucketGrid,
+    EngineConfig,
+    MelangeError,
+    Plan,
+    Profile,
+    Slo,
+    StepTimeModel,
+    Workload,
+)
 from melange.perf.catalog import Catalog, Instance, ModelSpec, load_catalog
 from melange.perf.roofline import RooflineParams, roofline_model
 
