@@ -6,11 +6,18 @@ import click
 
 from melange.core import MelangeError
 
+# Exit codes, the same for every command (README, "Exit codes").
+EXIT_OK = 0
+EXIT_GOAL_MISSED = 1  # the job ran but its goal was missed: no plan held, SLO missed, not optimal
+EXIT_BAD_INPUT = 2  # bad input: one line naming the field
+EXIT_SIGINT = 130  # interrupted by Ctrl-C
+EXIT_SIGTERM = 143  # stopped by SIGTERM
+
 
 class UserError(click.ClickException):
     """Bad input: printed as one line `Error: ...`, exit code 2."""
 
-    exit_code = 2
+    exit_code = EXIT_BAD_INPUT
 
 
 class MelangeGroup(click.Group):
