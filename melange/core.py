@@ -109,6 +109,13 @@ class Slo:
     ttft_ms: float | None = None
     attainment: float = 0.99
 
+    def __post_init__(self) -> None:
+        # vLLM's decode TPOT starts at the first token: queueing and prefill are outside it, so
+        # without a TTFT limit an overloaded GPU (a queue growing for minutes) would still meet it.
+        if self.definition == "decode" and self.ttft_ms is None:
+            raise MelangeError("slo.ttft_ms: required with definition 'decode' (decode TPOT leaves out "
+                               "queueing and prefill; without a TTFT limit an overloaded GPU still meets it)")
+
 
 @dataclass(frozen=True)
 class GpuType:

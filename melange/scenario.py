@@ -243,7 +243,28 @@ def _distribution(name: str, table: np.ndarray, normalize: bool) -> np.ndarray:
     return table / total
 
 
-def _load_profile(gpu: GpuSpec, shape: tuple[int, int], base: Path) -> Profile | None:
+def _profile_mismatch(data: dict, gpu: GpuSpec, spec: ScenarioSpec, grid: BucketGrid) -> str | None:
+    """The first of a profile file's `gpu`, `model`, `slo` and `grid` that disagrees with the
+    scenario, as 'field: file has X, scenario has Y'; None when all it states agree."""
+    if "gpu" in data and data["gpu"] not in {gpu.name, gpu.catalog}:
+        return f"gpu: file has {data['gpu']!r}, scenario has {gpu.catalog or gpu.name!r}"
+    if "model" in data and spec.model is not None and data["model"] != spec.model:
+        return f"model: file has {data['model']!r}, scenario has {spec.model!r}"
+    if isinstance(data.get("slo"), dict) and spec.slo is not None:
+        for key, ours in spec.slo.model_dump().items():
+            theirs = data["slo"].get(key, ours)
+            if theirs != ours and not (isinstance(theirs, (int, float)) and isinstance(ours, (int, float))
+                                       and abs(theirs - ours) <= 1e-9 * max(abs(ours), 1.0)):
+                return f"slo.{key}: file has {theirs!r}, scenario has {ours!r}"
+    edges = data.get("grid") if isinstance(data.get("grid"), dict) else {}
+    for key, ours in (("input_edges", grid.in_edges), ("output_edges", grid.out_edges)):
+        if key in edges and list(edges[key]) != list(ours):
+            return f"grid.{key}: file's differ from the scenario's"
+    return None
+
+
+def _load_profile(gpu: GpuSpec, shape: tuple[int, int], base: Path, spec: ScenarioSpec | None = None,
+                  grid: BucketGrid | None = None, force: bool = False) -> Profile | None:
     if gpu.profile is None:
         return None
     where = f"gpus[{gpu.name}].profile"
@@ -251,6 +272,10 @@ def _load_profile(gpu: GpuSpec, shape: tuple[int, int], base: Path) -> Profile |
         if not (base / gpu.profile).is_file():
             raise MelangeError(f"{where}: file {gpu.profile} not found")
         data = read_document(base / gpu.profile)
+        mismatch = None if force or spec is None else _profile_mismatch(data, gpu, spec, grid)
+        if mismatch:
+            raise MelangeError(f"{where}: {gpu.profile} was made for another setup, {mismatch} "
+                               "(--force to use it anyway)")
         rows = data.get("max_rate")
         if not isinstance(rows, list):
             raise MelangeError(f"{where}: file {gpu.profile} has no 'max_rate' table")
@@ -315,7 +340,7 @@ def _with_catalog(g: GpuSpec, model: str | None, engine: EngineConfig) -> tuple[
     return g, roofline_model(inst, catalog.model(model), engine)
 
 
-def _from_spec(spec: ScenarioSpec, normalize: bool, source: Path) -> Scenario:
+def _from_spec(spec: ScenarioSpec, normalize: bool, source: Path, force: bool = False) -> Scenario:
     base = source.parent
     grid = BucketGrid.paper() if spec.grid == "paper" else BucketGrid(
         tuple(spec.grid.input_edges), tuple(spec.grid.output_edges))
@@ -349,7 +374,7 @@ def _from_spec(spec: ScenarioSpec, normalize: bool, source: Path) -> Scenario:
             raise MelangeError(f"gpus[{g.name}].max_count: {g.max_count} is below min_count {g.min_count}")
         g, catalog_step = _with_catalog(g, spec.model, EngineConfig(**g.engine.model_dump()))
         gpus.append(GpuType(g.name, g.cost, g.gpus, g.memory_gb, g.max_count, g.min_count, g.utilization))
-        profile = _load_profile(g, grid.shape, base)
+        profile = _load_profile(g, grid.shape, base, spec, grid, force)
         if profile is not None:
             profiles[g.name] = profile
         engines[g.name] = EngineConfig(**g.engine.model_dump())
@@ -373,8 +398,9 @@ def _from_spec(spec: ScenarioSpec, normalize: bool, source: Path) -> Scenario:
     )
 
 
-def load_scenario(path: str | Path | None = None, *, normalize: bool = False) -> Scenario:
-    """Load and validate a scenario file (ours or the seed's format); None = the built-in default."""
+def load_scenario(path: str | Path | None = None, *, normalize: bool = False, force: bool = False) -> Scenario:
+    """Load and validate a scenario file (ours or the seed's format); None = the built-in default.
+    `force`: accept profile files made for another GPU, model, SLO or grid."""
     source = DEFAULT_SCENARIO if path is None else Path(path)
     if path is not None and not source.exists() and (BUILTIN_SCENARIOS / f"{path}.yaml").is_file():
         source = BUILTIN_SCENARIOS / f"{path}.yaml"  # a built-in scenario named by stem
@@ -383,7 +409,7 @@ def load_scenario(path: str | Path | None = None, *, normalize: bool = False) ->
     try:
         if is_seed:
             return _from_seed(SeedSpec.model_validate(data), normalize, source)
-        return _from_spec(ScenarioSpec.model_validate(data), normalize, source)
+        return _from_spec(ScenarioSpec.model_validate(data), normalize, source, force)
     except ValidationError as exc:
         raise MelangeError(f"{source.name}: {_one_line(exc)}") from None
     except MelangeError as exc:

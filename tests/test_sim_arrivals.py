@@ -64,7 +64,7 @@ def test_trace_lengths_are_real_requests_of_that_bucket():
 
 def test_trace_replay_keeps_timestamps_and_lengths():
     trace = load_trace("splitwise_conv")
-    w = conv_workload(5.0, Arrival("trace", trace="splitwise_conv", scale_to_rate=False))
+    w = conv_workload(5.53, Arrival("trace", trace="splitwise_conv", scale_to_rate=False))  # its own rate
     a = make_arrivals(w, np.random.default_rng(0), requests=1000)
     assert np.array_equal(a.time_s, trace.arrival_s[:1000])
     assert np.array_equal(a.input_tokens, trace.input_tokens[:1000])

@@ -1,32 +1,68 @@
-"""`melange plan`: solve, prove the plan in simulation, tighten and re-solve until it holds."""
+"""`melange plan`: solve, prove the plan in simulation on fresh traffic, tighten and re-solve."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import click
+from rich.console import Console
 from rich.table import Table
 
+from melange.cli import EXIT_GOAL_MISSED
 from melange.cli.options import normalize_option, parse_duration, scenario_argument, solver_options
 from melange.cli.solve import options_from_flags
 from melange.core import Slo
-from melange.report import console, plan_table, shares_table, write_json
-from melange.scenario import load_scenario
-from melange.validate import Round, plan_and_validate, why_not_validated
+from melange.report import console, plan_table, shares_table
+from melange.scenario import Scenario, load_scenario
+from melange.validate import (
+    BUCKET_MIN_REQUESTS,
+    BaselineResult,
+    PlanReport,
+    Round,
+    plan_and_validate,
+    plan_document,
+    run_settings,
+    saving,
+    validated_baselines,
+    why_not_validated,
+)
+from melange.validate.store import RunDir, inputs_hash
+
+def pct(x: float | None) -> str:
+    """0.99876 -> '99.88%'."""
+    return "-" if x is None else f"{x:.2%}"
 
 
 def rounds_table(rounds: list[Round], target: float | None) -> Table:
-    """One row per round: cost, counts, attainment against the target, what was tightened."""
+    """One row per round: cost, counts, tuning-seed attainment, confirmation, why it failed."""
     goal = "no SLO" if target is None else f"target attainment {target:.1%}"
     table = Table(title=f"Validation rounds ({goal})")
-    for col in ("round", "$/h", "instances", "attainment", "held", "tightened cells"):
-        table.add_column(col, justify="right" if col != "instances" else "left")
+    for col in ("round", "$/h", "instances", "tuning run", "fresh seeds", "held", "tightened", "why not"):
+        table.add_column(col, justify="left" if col in ("instances", "why not") else "right")
     for r in rounds:
         counts = ", ".join(f"{n}×{g}" for g, n in r.plan.counts.items() if n)
-        att = "not simulated" if r.attainment is None else f"{r.attainment:.2%}"
-        table.add_row(str(r.index), f"{r.plan.cost:.3f}", counts, att, "yes" if r.held else "no",
-                      str(len(r.tightened)))
+        att = "not simulated" if r.attainment is None else pct(r.attainment)
+        conf = "-" if r.confirmation is None else f"{pct(r.confirmation.attainment)} ({len(r.confirmation.seeds)} runs)"
+        why = r.reason or ("" if r.confirmation is None or r.held else r.confirmation.reasons[0])
+        table.add_row(str(r.index), f"{r.plan.cost:.3f}", counts, att, conf, "yes" if r.held else "no",
+                      str(len(r.tightened)), why)
+    return table
+
+
+def baselines_table(report: PlanReport, singles: dict[str, BaselineResult]) -> Table:
+    """Validated single-type baselines beside the Mélange plan, with what the plan saves."""
+    table = Table(title="Validated single-type baselines (fewest instances that hold; one fewer fails)")
+    for col in ("plan", "count", "solver's count", "$/h", "attainment", "plan saves"):
+        table.add_column(col, justify="left" if col == "plan" else "right")
+    best = report.best
+    if best is not None:
+        table.add_row("Mélange plan", str(sum(best.counts.values())), "", f"{best.cost:.3f}",
+                      pct(report.validation.attainment), "")
+    for name, b in singles.items():
+        if b.count is None:
+            table.add_row(f"{name} only", "-", str(b.solver_count or "-"), "-", b.reason, "")
+            continue
+        saves = "" if best is None else f"{1 - best.cost / b.cost:.1%}"
+        table.add_row(f"{name} only", str(b.count), str(b.solver_count), f"{b.cost:.3f}",
+                      pct(b.confirmation.attainment), saves)
     return table
 
 
@@ -38,51 +74,100 @@ def describe_slo(slo: Slo | None) -> str:
     return f"TPOT ≤ {slo.tpot_ms:g} ms ({slo.definition}){ttft}, {slo.attainment:.0%} of requests"
 
 
+def print_verdict(out: Console, sc: Scenario, report: PlanReport, max_rounds: int) -> None:
+    """The plan, its split, and whether (and on how much fresh traffic) it held."""
+    final = report.best or report.rounds[-1].plan
+    out.print(plan_table(final, sc.gpus, title="Plan" if report.best else "Last plan (did NOT hold)"))
+    out.print(shares_table(final, sc.workload.grid, sc.workload.bucket_rates() * (1 + sc.solve.headroom)))
+    reason = why_not_validated(sc)
+    v = report.validation
+    if reason:
+        out.print(f"[yellow]not validated: {reason}[/]")
+    elif v is None:
+        out.print(f"[red]no plan held the SLO on fresh traffic within {max_rounds} rounds[/]")
+    else:
+        lo, hi = v.interval
+        out.print(f"[green]held on fresh traffic[/]: attainment {pct(v.attainment)} (95% CI {pct(lo)}–{pct(hi)}) "
+                  f"over {v.counted:,} counted requests on seeds {', '.join(map(str, v.seeds))}, never tuned "
+                  f"on; target {report.target:.2%}; stable; every bucket with ≥ {BUCKET_MIN_REQUESTS} requests "
+                  "has the target within its 95% interval")
+
+
 @click.command()
 @scenario_argument
 @normalize_option
 @solver_options
 @click.option("--rounds", "max_rounds", type=click.IntRange(1, 50), default=5, show_default=True,
               help="Most solve-simulate rounds.")
-@click.option("--requests", type=click.IntRange(min=1), help="Simulated requests per round.")
-@click.option("--duration", help="Simulated traffic per round, e.g. 10m (instead of --requests).")
-@click.option("--seed", type=int, help="Simulation seed (default: the scenario's).")
-@click.option("-o", "--output", type=click.Path(file_okay=False), help="Directory for plan.json and rounds.jsonl.")
-def plan(scenario, normalize, slice_factor, headroom, utilization, time_limit, backend, max_rounds,
-         requests, duration, seed, output):
-    """Cheapest GPU mix for SCENARIO (default: built-in) that holds its SLO in simulation."""
-    sc = load_scenario(scenario, normalize=normalize)
+@click.option("--requests", type=click.IntRange(min=1), help="Simulated requests per run.")
+@click.option("--duration", help="Simulated traffic per run, e.g. 10m (instead of --requests).")
+@click.option("--seed", type=int, help="Tuning seed (default: the scenario's); fresh seeds follow it.")
+@click.option("--confirm", "confirm_runs", type=click.IntRange(1, 20), default=2, show_default=True,
+              help="Confirmation runs on fresh seeds a plan must pass to hold.")
+@click.option("--baselines", is_flag=True, help="Also find each GPU type's fewest instances that hold.")
+@click.option("--force", is_flag=True, help="Accept profile files made for another GPU, model, SLO or grid.")
+@click.option("--fresh", is_flag=True, help="Discard a previous run of other inputs in the -o directory.")
+@click.option("-o", "--output", type=click.Path(file_okay=False),
+              help="Directory for plan.json and rounds.jsonl; a re-run resumes from it.")
+@click.pass_context
+def plan(ctx, scenario, normalize, slice_factor, headroom, utilization, time_limit, backend, max_rounds,
+         requests, duration, seed, confirm_runs, baselines, force, fresh, output):
+    """Cheapest GPU mix for SCENARIO (default: built-in) that holds its SLO on fresh simulated traffic."""
+    sc = load_scenario(scenario, normalize=normalize, force=force)
     sc.solve = options_from_flags(sc.solve, slice_factor, headroom, utilization, time_limit, backend)
-    duration_s = parse_duration(duration) if duration else None
+    opts = {"requests": requests, "duration_s": parse_duration(duration) if duration else None, "seed": seed,
+            "confirm_runs": confirm_runs}
+    store = RunDir(output, inputs_hash(sc, **opts)) if output else None  # fails fast when unwritable
+    settings = None if why_not_validated(sc) else run_settings(sc, requests=requests, duration_s=opts["duration_s"],
+                                                               seed=seed)
+    done, checks = store.open(fresh) if store else ([], {})
     out = console()
+    print_header(out, sc, settings, store, done, checks)
+    with out.status("solving and simulating…") as status:
+        report = plan_and_validate(sc, max_rounds=max_rounds, resume=done, progress=status.update,
+                                   on_round=lambda r: on_round(out, store, r), **opts)
+        if store:  # the plan is safe on disk before the (longer) baseline search starts
+            store.write_plan(plan_document(report, None))
+        singles = None
+        if baselines and settings is not None:
+            singles = validated_baselines(sc, known=checks, progress=status.update, **opts,
+                                          on_check=store.log_check if store else None)
+    print_results(out, sc, report, singles, max_rounds)
+    if store:
+        out.print(f"wrote {store.write_plan(plan_document(report, singles))} and {output}/rounds.jsonl")
+    if settings is not None and not report.held:
+        ctx.exit(EXIT_GOAL_MISSED)
+
+
+def print_header(out: Console, sc: Scenario, settings, store: RunDir | None, done: list, checks: dict) -> None:
+    """What is about to run: the scenario, the traffic per run, what resumes."""
     out.print(f"[bold]{sc.name}[/]: {sc.workload.rate:g} req/s, {describe_slo(sc.slo)}, {len(sc.gpus)} GPU types")
-    log = None
-    if output:
-        Path(output).mkdir(parents=True, exist_ok=True)
-        log = (Path(output) / "rounds.jsonl").open("w")
+    if settings is not None:
+        size = f"{settings.requests:,} requests" if settings.requests else f"{settings.duration_s:g} s of traffic"
+        out.print(f"each run: a {settings.warmup_s:g} s warm-up, then {size} counted "
+                  f"(about {settings.expected_counted:,})")
+    if done or checks:
+        out.print(f"resuming from {store.path}: {len(done)} finished rounds and {len(checks)} baseline checks "
+                  "of the same inputs")
 
-    def on_round(r: Round) -> None:
-        att = "not simulated" if r.attainment is None else f"attainment {r.attainment:.2%}"
-        out.print(f"round {r.index}: ${r.plan.cost:.3f}/h, {att}, tightened {len(r.tightened)} cells")
-        if log:  # written as each round ends, so an interrupted run keeps what it finished
-            log.write(json.dumps({"round": r.index, "plan": r.plan.to_dict(), "attainment": r.attainment,
-                                  "held": r.held, "tightened": r.tightened}) + "\n")
-            log.flush()
 
-    with out.status("solving and simulating…"):
-        report = plan_and_validate(sc, max_rounds=max_rounds, requests=requests, duration_s=duration_s,
-                                   seed=seed, on_round=on_round)
-    if log:
-        log.close()
+def on_round(out: Console, store: RunDir | None, r: Round) -> None:
+    """Print a finished round and log it durably (an interrupted run keeps it)."""
+    att = "not simulated" if r.attainment is None else f"tuning run {pct(r.attainment)}"
+    conf = "" if r.confirmation is None else f", fresh seeds {pct(r.confirmation.attainment)}"
+    out.print(f"round {r.index}: ${r.plan.cost:.3f}/h, {att}{conf}, {'held' if r.held else 'did not hold'}, "
+              f"tightened {len(r.tightened)} cells")
+    if store:
+        store.log_round(r)
+
+
+def print_results(out: Console, sc: Scenario, report: PlanReport, singles, max_rounds: int) -> None:
+    """Rounds, the plan, the verdict, and the baselines with the saving."""
     out.print(rounds_table(report.rounds, report.target))
-    final = report.best or report.rounds[-1].plan
-    out.print(plan_table(final, sc.gpus, title="Plan" if report.best else "Last plan (did NOT hold)"))
-    out.print(shares_table(final, sc.workload.grid, sc.workload.bucket_rates() * (1 + sc.solve.headroom)))
-    reason = why_not_validated(sc)
-    if reason:
-        out.print(f"[yellow]not validated: {reason}[/]")
-    elif report.best is None:
-        out.print(f"[red]no plan held the SLO within {max_rounds} rounds[/]")
-    if output:
-        write_json(Path(output) / "plan.json", report.to_dict())
-        out.print(f"wrote {output}/plan.json and rounds.jsonl")
+    print_verdict(out, sc, report, max_rounds)
+    if singles is not None:
+        out.print(baselines_table(report, singles))
+        s = saving(report.best, singles)
+        if s is not None:
+            out.print(f"saving against the cheapest validated baseline ({s['against']}, ${s['baseline_cost']:.3f}/h): "
+                      f"{s['fraction']:.1%}")

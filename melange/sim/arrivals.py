@@ -15,6 +15,7 @@ from melange.core import MelangeError, Workload
 from melange.traces import Trace, load_trace
 
 DEFAULT_REQUESTS = 10_000  # when the caller bounds neither requests nor duration
+RATE_TOLERANCE = 0.02  # a trace replayed unscaled must run within 2 % of the workload's rate
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,12 @@ def _replay_times(trace: Trace, rate: float, scale: bool, requests: int | None,
     span = float(t[-1]) if len(t) > 1 else 0.0
     if span <= 0:
         raise MelangeError("trace: arrival times span zero seconds, cannot replay")
+    own = (len(t) - 1) / span
+    if not scale and abs(own - rate) > RATE_TOLERANCE * rate:
+        # Replaying at the trace's own pace would test the plan at a rate it was not solved for.
+        raise MelangeError(f"workload.arrival.scale_to_rate: false replays the trace at its own "
+                           f"{own:.4g} req/s, but workload.rate is {rate:g}; set rate: {own:.4g} "
+                           "or scale_to_rate: true")
     if scale:
         # (n-1) gaps over the span: the trace's own mean rate; stretch time to hit `rate`.
         t = t * ((len(t) - 1) / span) / rate

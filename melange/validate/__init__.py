@@ -1,0 +1,52 @@
+"""Plans proven in simulation before anyone buys capacity.
+
+- `loop.py`: solve → simulate → tighten → re-solve until a plan holds on fresh traffic
+  (`plan_and_validate` -> `PlanReport`);
+- `check.py`: one run judged by the acceptance rule, confirmation over fresh seeds, the
+  per-bucket floor, the warm-up on top of the counted traffic;
+- `baselines.py`: the fewest instances of each single GPU type that hold, and the saving
+  (`validated_baselines` -> {gpu: `BaselineResult`});
+- `store.py`: the `plan -o DIR` directory (inputs hash, durable rounds log, resume).
+
+Every function takes plain, picklable inputs (a Scenario and numbers), reports through optional
+callbacks and never prints, so studies can call them from worker processes.
+"""
+
+from melange.validate.baselines import (
+    BaselineResult,
+    plan_document,
+    saving,
+    single_type_plan,
+    validated_baselines,
+)
+from melange.validate.check import (
+    BUCKET_MIN_REQUESTS,
+    Confirmation,
+    RunCheck,
+    RunSettings,
+    confirm,
+    run_check,
+    run_settings,
+)
+from melange.validate.loop import PlanReport, Round, plan_and_validate, tighten, untested_gpus, why_not_validated
+
+__all__ = [
+    "BUCKET_MIN_REQUESTS",
+    "BaselineResult",
+    "Confirmation",
+    "PlanReport",
+    "Round",
+    "RunCheck",
+    "RunSettings",
+    "confirm",
+    "plan_document",
+    "plan_and_validate",
+    "run_check",
+    "run_settings",
+    "saving",
+    "single_type_plan",
+    "tighten",
+    "untested_gpus",
+    "validated_baselines",
+    "why_not_validated",
+]

@@ -1,0 +1,198 @@
+"""One plan on one seed, judged by the acceptance rule; confirmation over several fresh seeds.
+
+A run is judged by `melange.acceptance.judge` (stable, enough counted requests, attainment at
+least the target) and, pooled over the runs of a confirmation, by the **per-bucket floor**: every
+bucket with at least `BUCKET_MIN_REQUESTS` counted requests must have the upper end of the 95 %
+Wilson interval of its attainment at or above the target. A bucket may sit a little below the
+target by chance, but not so far that its own requests rule the target out; a sparse bucket's
+interval is wide, so one unlucky miss never fails a plan.
+
+The warm-up never swallows the run: its arrivals come on top of the requests (or duration) asked
+for, so `requests=1000` counts about 1,000 requests whatever the warm-up; a run that would still
+count fewer than the acceptance rule needs is refused before any simulation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+from melange.acceptance import DEFAULT_RULE, AcceptanceRule, Verdict, judge, wilson_interval
+from melange.core import MelangeError, Plan
+from melange.scenario import Scenario
+from melange.sim import make_arrivals, simulate
+from melange.sim.arrivals import DEFAULT_REQUESTS
+
+BUCKET_MIN_REQUESTS = 30  # buckets with fewer counted requests are not held to the floor
+STABILITY_ONLY = AcceptanceRule(min_requests=1)  # judge(..., target=0) with it: stability alone
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How much traffic one run simulates and what it counts (the same for every run of a study)."""
+
+    requests: int | None  # counted requests asked for (after the warm-up)
+    duration_s: float | None  # counted traffic asked for (after the warm-up)
+    warmup_s: float
+    expected_counted: int  # in the reference draw
+    router: str = "least_work"
+    rule: AcceptanceRule = DEFAULT_RULE
+    extra_requests: int = 0  # arrivals the warm-up adds before the counted ones
+
+    @property
+    def sim_requests(self) -> int | None:
+        """Requests to simulate: the warm-up's on top of the counted ones."""
+        return None if self.requests is None else self.requests + self.extra_requests
+
+    @property
+    def sim_duration_s(self) -> float | None:
+        """Arrival span to simulate: the warm-up on top of the counted traffic."""
+        return None if self.duration_s is None else self.duration_s + self.warmup_s
+
+
+def run_settings(sc: Scenario, *, requests: int | None = None, duration_s: float | None = None,
+                 seed: int | None = None, rule: AcceptanceRule = DEFAULT_RULE) -> RunSettings:
+    """Resolve the traffic bound (the caller's replaces the scenario's), put the warm-up on top of
+    it, and refuse up front (MelangeError) when too few requests would be counted to judge."""
+    sim = sc.simulation
+    if requests is None and duration_s is None:
+        requests, duration_s = sim.requests, sim.duration_s
+    seed = sim.seed if seed is None else seed
+    if requests is None and duration_s is None:  # the whole trace once, or the simulator's default
+        replay = sc.workload.arrival.process == "trace"
+        requests = len(make_arrivals(sc.workload, np.random.default_rng(seed))) if replay else DEFAULT_REQUESTS
+    extra = math.ceil(sc.workload.rate * sim.warmup_s)
+    settings = RunSettings(requests, duration_s, sim.warmup_s, 0, sim.router, rule, extra)
+    arrivals = make_arrivals(sc.workload, np.random.default_rng(seed), requests=settings.sim_requests,
+                             duration_s=settings.sim_duration_s)
+    counted = int(np.sum(arrivals.time_s >= sim.warmup_s))
+    settings = replace(settings, expected_counted=counted)
+    if sc.slo is not None and counted < rule.min_counted(sc.slo.attainment):
+        raise MelangeError(too_few_message(settings, counted, rule.min_counted(sc.slo.attainment),
+                                           sc.workload.rate))
+    return settings
+
+
+def too_few_message(settings: RunSettings, counted: int, need: int, rate: float) -> str:
+    """One line: how many were counted, how many are needed, what to raise."""
+    want = math.ceil(need * 1.1)
+    return (f"simulation: only {counted} requests counted after the {settings.warmup_s:g} s warm-up, "
+            f"need {need} to judge the attainment target; raise --requests to {want} "
+            f"(or --duration to {math.ceil(want / rate)}s)")
+
+
+@dataclass
+class RunCheck:
+    """What one simulated run of a plan showed."""
+
+    seed: int
+    verdict: Verdict
+    met: int  # counted requests that met the SLO
+    buckets: pd.DataFrame  # bucket_in, bucket_out, requests, met (counted, inside the grid)
+    cells: pd.DataFrame  # bucket_in, bucket_out, gpu, requests, met
+    gpu_stability: dict[str, Verdict] = field(default_factory=dict)  # per GPU type, stability only
+    floor_failures: list[dict] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """The acceptance rule held and no bucket is below the floor."""
+        return self.verdict.passed and not self.floor_failures
+
+
+def run_check(sc: Scenario, plan: Plan, seed: int, settings: RunSettings) -> RunCheck:
+    """Simulate `plan` on `seed` and judge it (overall, per bucket, per GPU type's stability)."""
+    target = sc.slo.attainment
+    res = simulate(plan, sc.workload, sc.step_models, sc.engines, sc.slo, requests=settings.sim_requests,
+                   duration_s=settings.sim_duration_s, seed=seed, router=settings.router,
+                   warmup_s=settings.warmup_s)
+    rec = res.records
+    arrival = rec["arrival_s"].to_numpy(float)
+    # A failed request (too long to ever fit) leaves the system when it arrives.
+    finish = np.where(rec["error"].isna(), arrival + rec["e2e_s"].to_numpy(float), arrival)
+    met = rec["slo_met"].to_numpy(bool)
+    end = float(arrival.max()) if len(arrival) else 0.0
+    verdict = judge(arrival, finish, met, target, warmup_s=settings.warmup_s, end_s=end, rule=settings.rule)
+    if verdict.reason.startswith("too few"):
+        raise MelangeError(too_few_message(settings, verdict.counted, settings.rule.min_counted(target),
+                                           sc.workload.rate))
+    window = (arrival >= settings.warmup_s) & (arrival <= end)
+    counted = rec[window & (rec["bucket_in"].to_numpy() >= 0) & (rec["bucket_out"].to_numpy() >= 0)]
+    cells = (counted.groupby(["bucket_in", "bucket_out", "gpu"])["slo_met"]
+             .agg(requests="size", met="sum").reset_index())
+    buckets = cells.groupby(["bucket_in", "bucket_out"])[["requests", "met"]].sum().reset_index()
+    stability = {}
+    for gpu in rec["gpu"].unique():
+        mine = (rec["gpu"] == gpu).to_numpy()
+        stability[str(gpu)] = judge(arrival[mine], finish[mine], met[mine], 0.0, warmup_s=settings.warmup_s,
+                                    end_s=end, rule=STABILITY_ONLY)
+    return RunCheck(seed, verdict, int(met[window].sum()), buckets, cells, stability,
+                    floor_failures(buckets, target))
+
+
+def floor_failures(buckets: pd.DataFrame, target: float, min_requests: int = BUCKET_MIN_REQUESTS) -> list[dict]:
+    """Buckets with enough requests whose Wilson upper bound on attainment is below `target`."""
+    out = []
+    for row in buckets.itertuples():
+        if row.requests < min_requests:
+            continue
+        lo, hi = wilson_interval(int(row.met), int(row.requests))
+        if hi < target:
+            out.append({"bucket": [int(row.bucket_in), int(row.bucket_out)], "requests": int(row.requests),
+                        "attainment": round(row.met / row.requests, 4), "upper": round(hi, 4)})
+    return out
+
+
+def pool(frames: list[pd.DataFrame], keys: list[str]) -> pd.DataFrame:
+    """Sum `requests` and `met` over several runs' per-bucket or per-cell tables."""
+    return pd.concat(frames).groupby(keys)[["requests", "met"]].sum().reset_index()
+
+
+@dataclass
+class Confirmation:
+    """A plan judged on fresh seeds: held only if every run passed and the pooled floor holds."""
+
+    held: bool
+    attainment: float | None  # pooled over the runs
+    interval: tuple[float, float]  # 95 % Wilson interval of the pooled attainment
+    target: float
+    counted: int
+    seeds: list[int]
+    reasons: list[str]  # why it did not hold ('' runs left out)
+    runs: list[RunCheck] = field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict:
+        """JSON-ready facts (no per-run tables)."""
+        return {"held": self.held, "attainment": self.attainment,
+                "interval": [round(v, 6) for v in self.interval], "target": self.target,
+                "counted": self.counted, "seeds": list(self.seeds), "reasons": list(self.reasons)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Confirmation:
+        """Inverse of to_dict (without the runs)."""
+        return cls(bool(d["held"]), d["attainment"], tuple(d["interval"]), float(d["target"]),
+                   int(d["counted"]), [int(s) for s in d["seeds"]], list(d["reasons"]))
+
+
+def confirm(sc: Scenario, plan: Plan, seeds: list[int], settings: RunSettings, *,
+            stop_early: bool = True, progress: Callable[[str], None] | None = None) -> Confirmation:
+    """Judge `plan` on each of `seeds` (fresh traffic); stop at the first failed run if asked."""
+    runs: list[RunCheck] = []
+    for seed in seeds:
+        if progress:
+            progress(f"confirming on seed {seed}")
+        runs.append(run_check(sc, plan, seed, settings))
+        if stop_early and not runs[-1].verdict.passed:
+            break
+    target = sc.slo.attainment
+    counted = sum(r.verdict.counted for r in runs)
+    met = sum(r.met for r in runs)
+    reasons = [f"seed {r.seed}: {r.verdict.reason}" for r in runs if not r.verdict.passed]
+    low = floor_failures(pool([r.buckets for r in runs], ["bucket_in", "bucket_out"]), target)
+    reasons += [f"bucket {tuple(f['bucket'])}: attainment {f['attainment']:.4f} over {f['requests']} "
+                f"requests (upper bound {f['upper']:.4f} < target)" for f in low]
+    return Confirmation(not reasons and len(runs) == len(seeds), met / counted if counted else None,
+                        wilson_interval(met, counted), target, counted, [r.seed for r in runs], reasons, runs)

@@ -1,0 +1,123 @@
+"""The output directory of `melange plan -o DIR`: never mixes runs, keeps finished work, resumes.
+
+DIR/run.json names the inputs (a hash of the scenario's content and the loop's options);
+DIR/rounds.jsonl gets one durable line per finished round or baseline check (`append_jsonl`);
+DIR/plan.json is replaced atomically. A re-run with the same inputs replays the finished lines
+instead of simulating them again; a directory holding a run of other inputs is refused (or
+cleared with `fresh=True`), so its lines can never be mistaken for this run's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel
+
+import melange
+from melange.core import MelangeError
+from melange.files import append_jsonl, atomic_write_text, check_writable, read_jsonl
+from melange.scenario import Scenario
+from melange.validate.check import Confirmation
+
+RUN, ROUNDS, PLAN = "run.json", "rounds.jsonl", "plan.json"
+
+
+def _canonical(value):
+    """JSON-ready form of scenario parts and documents (dataclasses, pydantic, arrays, NaN -> None)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {"type": type(value).__name__,
+                **{f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}}
+    if isinstance(value, BaseModel):
+        return _canonical(value.model_dump())
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN
+    return value
+
+
+def inputs_hash(sc: Scenario, **options) -> str:
+    """Hash of everything that decides a run's results: the scenario's content and `options`."""
+    parts = {f.name: getattr(sc, f.name) for f in dataclasses.fields(sc) if f.name != "source"}
+    blob = json.dumps(_canonical({"scenario": parts, "options": options, "melange": melange.__version__}),
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class RunDir:
+    """One `plan -o` directory bound to one inputs hash."""
+
+    def __init__(self, path: str | Path, key: str) -> None:
+        self.path, self.key = Path(path), key
+        check_writable(self.path, "-o")
+        if self.path.exists() and not self.path.is_dir():
+            raise MelangeError(f"-o {self.path}: exists and is not a directory")
+
+    def previous_key(self) -> str | None:
+        """The inputs hash of the run already in the directory ('?' if unreadable, None if none)."""
+        run = self.path / RUN
+        if run.is_file():
+            try:
+                return str(json.loads(run.read_text(encoding="utf-8"))["inputs"])
+            except (ValueError, KeyError, TypeError):
+                return "?"
+        return "?" if (self.path / ROUNDS).exists() or (self.path / PLAN).exists() else None
+
+    def open(self, fresh: bool = False) -> tuple[list[dict], dict[tuple[str, int], Confirmation]]:
+        """Claim the directory; return the finished rounds and baseline checks of this inputs' run.
+
+        A run of other inputs is refused unless `fresh`, which discards it."""
+        old = self.previous_key()
+        if old is not None and old != self.key:
+            if not fresh:
+                raise MelangeError(f"-o {self.path}: holds a run of other inputs (scenario or options "
+                                   "differ); use another directory, or --fresh to discard it")
+            for name in (ROUNDS, PLAN, RUN):
+                (self.path / name).unlink(missing_ok=True)
+        atomic_write_text(self.path / RUN, json.dumps({"inputs": self.key, "melange": melange.__version__}) + "\n")
+        rounds, checks = [], {}
+        for line in read_jsonl(self.path / ROUNDS):
+            if line.get("inputs") != self.key:
+                continue
+            if line.get("kind") == "round":
+                rounds.append(line)
+            elif line.get("kind") == "baseline":
+                checks[(line["gpu"], int(line["count"]))] = Confirmation.from_dict(line["confirmation"])
+        return _consecutive(rounds), checks
+
+    def log_round(self, round_) -> None:
+        """Append one finished round (a `loop.Round`), durably."""
+        append_jsonl(self.path / ROUNDS, {"kind": "round", "inputs": self.key, **round_.to_dict()})
+
+    def log_check(self, gpu: str, count: int, confirmation: Confirmation) -> None:
+        """Append one finished baseline check, durably."""
+        append_jsonl(self.path / ROUNDS, {"kind": "baseline", "inputs": self.key, "gpu": gpu, "count": count,
+                                          "confirmation": confirmation.to_dict()})
+
+    def write_plan(self, doc: dict) -> Path:
+        """Replace plan.json atomically."""
+        return atomic_write_text(self.path / PLAN, json.dumps(_canonical(doc), indent=2) + "\n")
+
+
+def _consecutive(rounds: list[dict]) -> list[dict]:
+    """Rounds 1, 2, ... as logged, up to the first gap (a duplicate keeps the first)."""
+    by_index: dict[int, dict] = {}
+    for r in rounds:
+        by_index.setdefault(int(r["round"]), r)
+    out = []
+    while len(out) + 1 in by_index:
+        out.append(by_index[len(out) + 1])
+    return out
