@@ -79,7 +79,7 @@ def run_settings(sc: Scenario, *, requests: int | None = None, duration_s: float
 
 def too_few_message(settings: RunSettings, counted: int, need: int, rate: float) -> str:
     """One line: how many were counted, how many are needed, what to raise."""
-    want = math.ceil(need * 1.1)
+    want = -(-need * 11 // 10)  # 10 % above the need, for the noise in what is counted
     return (f"simulation: only {counted} requests counted after the {settings.warmup_s:g} s warm-up, "
             f"need {need} to judge the attainment target; raise --requests to {want} "
             f"(or --duration to {math.ceil(want / rate)}s)")

@@ -145,10 +145,12 @@ def tighten(profiles: dict[str, Profile], evidence: list[RunCheck], target: floa
 
 
 def tighten_until_changed(sc: Scenario, plan: Plan, profiles: dict[str, Profile], evidence: list[RunCheck],
-                          step: float) -> tuple[dict[str, Profile], list[dict]]:
+                          step: float, history: dict[tuple, float]) -> tuple[dict[str, Profile], list[dict]]:
     """Tighten on `evidence`, then re-tighten each blamed cell the re-solved plan does not answer
     (`answered`): the evidence still stands, since the plan it came from failed. So the next
-    round simulates a plan that answers every blamed cell, not one a slice away from the last."""
+    round simulates a plan that answers every blamed cell, not one a slice away from the last.
+    `history`: each cell's attainment when last blamed; a cell no better than then was not
+    helped by more instances (a latency, not a capacity, miss), so only moving its traffic counts."""
     first: dict[tuple, dict] = {}
     pending = None
     for _ in range(MAX_RETIGHTEN):
@@ -160,17 +162,27 @@ def tighten_until_changed(sc: Scenario, plan: Plan, profiles: dict[str, Profile]
         if not changes:
             break
         new = solve(sc.workload, sc.gpus, profiles, sc.solve)
-        pending = {(c["gpu"], *c["bucket"]) for c in changes if not answered(new, plan, c, sc.slo.attainment)}
+        pending = {(c["gpu"], *c["bucket"]) for c in changes
+                   if not answered(new, plan, c, sc.slo.attainment, stubborn=stubborn(c, history))}
         if not pending:
             break
+    for c in first.values():
+        history[(c["gpu"], *c["bucket"])] = c["attainment"]
     return profiles, [first[k] for k in sorted(first)]
 
 
-def answered(new: Plan, old: Plan, change: dict, target: float) -> bool:
-    """Whether `new` answers a blamed cell: more instances of its GPU type, or so little of its
-    bucket left there that, at the attainment measured, the bucket would reach `target`."""
+def stubborn(change: dict, history: dict[tuple, float]) -> bool:
+    """Whether a blamed cell missed as badly as when it was last blamed (more instances did not help)."""
+    before = history.get((change["gpu"], *change["bucket"]))
+    return before is not None and change["attainment"] is not None and change["attainment"] <= before + 0.01
+
+
+def answered(new: Plan, old: Plan, change: dict, target: float, stubborn: bool = False) -> bool:
+    """Whether `new` answers a blamed cell: more instances of its GPU type (unless `stubborn`), or
+    so little of its bucket left there that, at the attainment measured, the bucket would reach
+    `target`."""
     gpu, (i, j) = change["gpu"], change["bucket"]
-    if new.counts.get(gpu, 0) > old.counts.get(gpu, 0):
+    if new.counts.get(gpu, 0) > old.counts.get(gpu, 0) and not stubborn:
         return True
     before, after = float(old.share[gpu][i, j]), float(new.share[gpu][i, j])
     att = change["attainment"]
@@ -220,10 +232,12 @@ def plan_and_validate(sc: Scenario, *, max_rounds: int = 5, requests: int | None
     settings = run_settings(sc, requests=requests, duration_s=duration_s, seed=tuning)
     report = PlanReport([], None, sc.slo.attainment, settings=settings, tuning_seed=tuning)
     fresh = tuning + 1  # next confirmation seed; seeds only move forward
+    history: dict[tuple, float] = {}  # (gpu, i, j) -> attainment when last tightened
     for d in resume or []:
         round_ = Round.from_dict(d)
         report.rounds.append(round_)
         profiles = apply_changes(profiles, round_.tightened)
+        history.update({(c["gpu"], *c["bucket"]): c["attainment"] for c in round_.tightened})
         if round_.confirmation is not None:
             fresh = max(fresh, max(round_.confirmation.seeds) + 1)
         if round_.held:
@@ -249,7 +263,7 @@ def plan_and_validate(sc: Scenario, *, max_rounds: int = 5, requests: int | None
         if round_.held:
             report.best, report.validation = plan, round_.confirmation
         else:
-            profiles, round_.tightened = tighten_until_changed(sc, plan, profiles, evidence, step)
+            profiles, round_.tightened = tighten_until_changed(sc, plan, profiles, evidence, step, history)
         if on_round:
             on_round(round_)
         if round_.held or not round_.tightened:
