@@ -52,12 +52,14 @@ def options_from_flags(base: SolveOptions, slice_factor, headroom, utilization, 
 @normalize_option
 @solver_options
 @click.option("--baselines", is_flag=True, help="Also solve with each GPU type alone.")
+@click.option("--force", is_flag=True, help="Accept profile files made for another GPU, model, SLO or grid.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the plan as JSON.")
 @click.option("--format", "fmt", type=click.Choice(["plan", "seed"]), default="plan", show_default=True,
               help="JSON shape: our full plan, or the seed code's {gpu: count, cost}.")
-def solve(scenario, normalize, slice_factor, headroom, utilization, time_limit, backend, baselines, output, fmt):
+def solve(scenario, normalize, slice_factor, headroom, utilization, time_limit, backend, baselines, force, output,
+          fmt):
     """Solve SCENARIO (YAML/JSON; default: the built-in scenario) for the cheapest GPU mix."""
-    sc = load_scenario(scenario, normalize=normalize)
+    sc = load_scenario(scenario, normalize=normalize, force=force)
     options = options_from_flags(sc.solve, slice_factor, headroom, utilization, time_limit, backend)
     plan = solve_plan(sc.workload, sc.gpus, sc.profiles, options)
     out = console()
