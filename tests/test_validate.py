@@ -119,17 +119,6 @@ def test_too_few_counted_requests_is_a_one_line_refusal_before_any_simulation(tm
     assert result.exit_code == 2 and "raise --requests" in result.output and "Traceback" not in result.output
 
 
-def test_default_scenario_with_1000_requests_never_holds_on_72():
-    # It used to call the round-1 plan held at 100 % over 72 counted requests.
-    sc = load_scenario()
-    report = plan_and_validate(sc, requests=1000)
-    need = DEFAULT_RULE.min_counted(sc.slo.attainment)
-    for r in report.rounds:
-        if r.held:
-            assert r.confirmation.counted >= 2 * need and sc.simulation.seed not in r.confirmation.seeds
-    assert report.rounds[0].attainment < 0.99 or not report.rounds[0].held
-
-
 def test_confirmation_seeds_are_never_seeds_the_loop_tightened_on(tmp_path):
     report = plan_and_validate(load_scenario(two_buckets(tmp_path)), max_rounds=6)
     spent = {report.tuning_seed}
