@@ -28,6 +28,7 @@ from melange.sim import make_arrivals, simulate
 from melange.sim.arrivals import DEFAULT_REQUESTS
 
 BUCKET_MIN_REQUESTS = 30  # buckets with fewer counted requests are not held to the floor
+MAX_REASONS = 5  # low buckets named in a confirmation's reasons
 STABILITY_ONLY = AcceptanceRule(min_requests=1)  # judge(..., target=0) with it: stability alone
 
 
@@ -193,6 +194,8 @@ def confirm(sc: Scenario, plan: Plan, seeds: list[int], settings: RunSettings, *
     reasons = [f"seed {r.seed}: {r.verdict.reason}" for r in runs if not r.verdict.passed]
     low = floor_failures(pool([r.buckets for r in runs], ["bucket_in", "bucket_out"]), target)
     reasons += [f"bucket {tuple(f['bucket'])}: attainment {f['attainment']:.4f} over {f['requests']} "
-                f"requests (upper bound {f['upper']:.4f} < target)" for f in low]
+                f"requests (upper bound {f['upper']:.4f} < target)" for f in low[:MAX_REASONS]]
+    if len(low) > MAX_REASONS:
+        reasons.append(f"and {len(low) - MAX_REASONS} more buckets below the floor")
     return Confirmation(not reasons and len(runs) == len(seeds), met / counted if counted else None,
                         wilson_interval(met, counted), target, counted, [r.seed for r in runs], reasons, runs)
