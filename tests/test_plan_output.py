@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -34,6 +35,9 @@ def test_plan_json_round_trips_into_simulate(tmp_path):
     assert doc["baselines"]["G"]["count"] == doc["counts"]["G"] and doc["saving"]["fraction"] == 0.0
     lines = rounds_in(out)
     assert len(lines) == len(v["rounds"]) >= 2 and lines[-1]["held"]
+    again = run("plan", path, "--rounds", "10", "--baselines", "-o", out)  # nothing left to simulate
+    assert again.exit_code == 0 and "baseline checks" in again.output and "round 1:" not in again.output
+    assert json.loads((out / "plan.json").read_text())["baselines"] == doc["baselines"]
     sim = run("simulate", path, "--plan", out / "plan.json", "--requests", "1000", "--seed", "42")
     assert sim.exit_code == 0, sim.output
     assert "SLO attainment" in sim.output and "ok" in sim.output
@@ -100,3 +104,32 @@ def test_unwritable_output_fails_before_any_work(tmp_path):
     blocker.write_text("x")
     result = run("plan", scenario(tmp_path, max_rate=20.0), "-o", blocker / "out")
     assert result.exit_code == 2 and "Traceback" not in result.output and "round 1" not in result.output
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_finished_rounds_and_a_rerun_resumes(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path, out = scenario(tmp_path, max_rate=200.0, simulation={"requests": 12000}), tmp_path / "out"
+    code = "from melange.cli import main; main()"
+    cmd = [sys.executable, "-c", code, "plan", path, "--rounds", "10", "-o", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 60
+    while time.time() < deadline and not rounds_in(out):
+        time.sleep(0.05)
+    assert rounds_in(out), "no round finished"
+    proc.send_signal(signal.SIGINT)
+    t0 = time.time()
+    proc.wait(timeout=10)
+    assert time.time() - t0 < 2 and proc.returncode != 0
+    assert not list(out.glob(".*.tmp")) and not (out / "plan.json").exists()
+    done = len(rounds_in(out))
+    again = run("plan", path, "--rounds", "10", "-o", out)
+    assert again.exit_code == 0, again.output
+    assert f"{done} finished rounds" in " ".join(again.output.split())
+    assert [r["round"] for r in rounds_in(out)] == list(range(1, len(rounds_in(out)) + 1))

@@ -174,3 +174,12 @@ def test_without_an_slo_plan_solves_and_says_why_it_did_not_validate():
 def test_no_plan_held_is_exit_code_1(tmp_path):
     result = CliRunner().invoke(cli, ["plan", scenario(tmp_path, max_rate=200.0), "--rounds", "1"])
     assert result.exit_code == 1 and "no plan held" in result.output
+
+
+def test_library_inputs_and_results_pickle_for_worker_processes(tmp_path):
+    import pickle
+
+    sc = load_scenario(scenario(tmp_path, max_rate=200.0))
+    report = plan_and_validate(pickle.loads(pickle.dumps(sc)), max_rounds=10)
+    back = pickle.loads(pickle.dumps(report))
+    assert back.to_dict()["validation"] == report.to_dict()["validation"] and back.held

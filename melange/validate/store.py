@@ -88,8 +88,12 @@ class RunDir:
             for name in (ROUNDS, PLAN, RUN):
                 (self.path / name).unlink(missing_ok=True)
         atomic_write_text(self.path / RUN, json.dumps({"inputs": self.key, "melange": melange.__version__}) + "\n")
+        log = self.path / ROUNDS
+        if log.is_file() and log.stat().st_size and not log.read_bytes().endswith(b"\n"):
+            with log.open("a", encoding="utf-8") as f:  # a killed writer's torn line stays alone
+                f.write("\n")
         rounds, checks = [], {}
-        for line in read_jsonl(self.path / ROUNDS):
+        for line in read_jsonl(log):
             if line.get("inputs") != self.key:
                 continue
             if line.get("kind") == "round":
