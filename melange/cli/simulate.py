@@ -20,9 +20,12 @@ DEFAULT_REQUESTS = 10_000
 
 
 def load_plan(path: str | Path) -> Plan:
-    """A plan JSON as written by `melange solve -o` (Plan.to_dict)."""
+    """A plan JSON as written by `melange solve -o` or `melange plan -o` (Plan.to_dict at the top
+    level; `validation` and `baselines` beside it are ignored here)."""
     path = Path(path)
     data = read_document(path)
+    if "counts" not in data and isinstance(data.get("best"), dict):
+        data = data["best"]  # plan.json of melange plan before it became a plan itself
     try:
         return Plan.from_dict(data)
     except KeyError as exc:
@@ -66,7 +69,7 @@ def summary_table(summary: dict, title: str) -> Table:
 @click.command()
 @click.argument("scenario")
 @click.option("--plan", "plan_path", required=True, metavar="PLAN.json",
-              help="Plan to simulate, as written by `melange solve -o`.")
+              help="Plan to simulate, as written by `melange solve -o` or `melange plan -o`.")
 @click.option("--duration", help="Simulate arrivals for this long: 1h, 30m, 90s, 120 (seconds).")
 @click.option("--requests", type=click.IntRange(min=1), help="Simulate this many requests.")
 @click.option("--seed", type=int, help="Random seed (default: the scenario's, else 0).")
