@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from click.testing import CliRunner
 from tests.validate_scenarios import growing_queue, scenario, two_buckets
 
@@ -137,6 +139,18 @@ def test_floor_rule_is_the_wilson_upper_bound():
     assert [f["bucket"] for f in low] == [[1, 0], [2, 0]]
 
 
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, 5000), share=st.floats(0, 1), target=st.floats(0.5, 0.999))
+def test_a_bucket_at_or_above_the_target_is_never_below_the_floor(n, share, target):
+    met = int(round(share * n))
+    low = floor_failures(pd.DataFrame({"bucket_in": [0], "bucket_out": [0], "requests": [n], "met": [met]}),
+                         target)
+    if met / n >= target or n < 30:
+        assert low == []
+    if low:
+        assert low[0]["upper"] < target and low[0]["attainment"] < target
+
+
 def test_confirmation_reports_a_low_bucket_even_when_every_run_passes(tmp_path):
     sc = load_scenario(two_buckets(tmp_path))
     plan = plan_and_validate(sc, max_rounds=1).rounds[0].plan  # S serves bucket (1, 0)
@@ -183,3 +197,12 @@ def test_library_inputs_and_results_pickle_for_worker_processes(tmp_path):
     report = plan_and_validate(pickle.loads(pickle.dumps(sc)), max_rounds=10)
     back = pickle.loads(pickle.dumps(report))
     assert back.to_dict()["validation"] == report.to_dict()["validation"] and back.held
+
+
+def test_confirmation_in_worker_processes_gives_the_same_verdict(tmp_path):
+    sc = load_scenario(two_buckets(tmp_path))
+    plan = plan_and_validate(sc, max_rounds=1).rounds[0].plan
+    settings = run_settings(sc)
+    one = confirm(sc, plan, [11, 12], settings, stop_early=False)
+    two = confirm(sc, plan, [11, 12], settings, stop_early=False, workers=2)
+    assert one.to_dict() == two.to_dict()

@@ -105,13 +105,15 @@ def print_verdict(out: Console, sc: Scenario, report: PlanReport, max_rounds: in
 @click.option("--confirm", "confirm_runs", type=click.IntRange(1, 20), default=2, show_default=True,
               help="Confirmation runs on fresh seeds a plan must pass to hold.")
 @click.option("--baselines", is_flag=True, help="Also find each GPU type's fewest instances that hold.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Processes for the confirmation runs (same results, less wall time).")
 @click.option("--force", is_flag=True, help="Accept profile files made for another GPU, model, SLO or grid.")
 @click.option("--fresh", is_flag=True, help="Discard a previous run of other inputs in the -o directory.")
 @click.option("-o", "--output", type=click.Path(file_okay=False),
               help="Directory for plan.json and rounds.jsonl; a re-run resumes from it.")
 @click.pass_context
 def plan(ctx, scenario, normalize, slice_factor, headroom, utilization, time_limit, backend, max_rounds,
-         requests, duration, seed, confirm_runs, baselines, force, fresh, output):
+         requests, duration, seed, confirm_runs, baselines, workers, force, fresh, output):
     """Cheapest GPU mix for SCENARIO (default: built-in) that holds its SLO on fresh simulated traffic."""
     sc = load_scenario(scenario, normalize=normalize, force=force)
     sc.solve = options_from_flags(sc.solve, slice_factor, headroom, utilization, time_limit, backend)
@@ -124,13 +126,13 @@ def plan(ctx, scenario, normalize, slice_factor, headroom, utilization, time_lim
     out = console()
     print_header(out, sc, settings, store, done, checks)
     with out.status("solving and simulating…") as status:
-        report = plan_and_validate(sc, max_rounds=max_rounds, resume=done, progress=status.update,
+        report = plan_and_validate(sc, max_rounds=max_rounds, resume=done, progress=status.update, workers=workers,
                                    on_round=lambda r: on_round(out, store, r), **opts)
         if store:  # the plan is safe on disk before the (longer) baseline search starts
             store.write_plan(plan_document(report, None))
         singles = None
         if baselines and settings is not None:
-            singles = validated_baselines(sc, known=checks, progress=status.update, **opts,
+            singles = validated_baselines(sc, known=checks, progress=status.update, workers=workers, **opts,
                                           on_check=store.log_check if store else None)
     print_results(out, sc, report, singles, max_rounds)
     if store:

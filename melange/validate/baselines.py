@@ -86,11 +86,12 @@ def validated_baselines(sc: Scenario, *, requests: int | None = None, duration_s
                         seed: int | None = None, confirm_runs: int = 2, gpus: list[str] | None = None,
                         known: dict[tuple[str, int], Confirmation] | None = None,
                         on_check: Callable[[str, int, Confirmation], None] | None = None,
-                        progress: Callable[[str], None] | None = None) -> dict[str, BaselineResult]:
+                        progress: Callable[[str], None] | None = None,
+                        workers: int = 1) -> dict[str, BaselineResult]:
     """The validated baseline of each GPU type (or of `gpus`), searched as the module says.
 
     `known`: (gpu, count) -> confirmation from an earlier run with the same inputs (resume);
-    `on_check` sees each new check as it finishes."""
+    `on_check` sees each new check as it finishes; `workers`: processes per check's runs."""
     seed = sc.simulation.seed if seed is None else seed
     settings = run_settings(sc, requests=requests, duration_s=duration_s, seed=seed)
     seeds = confirmation_seeds(seed, confirm_runs)
@@ -101,14 +102,14 @@ def validated_baselines(sc: Scenario, *, requests: int | None = None, duration_s
             continue
         start = solver[g.name]
         out[g.name] = search_baseline(sc, g.name, None if start is None else start.counts[g.name], settings,
-                                      seeds, known or {}, on_check, progress)
+                                      seeds, known or {}, on_check, progress, workers)
     return out
 
 
 def search_baseline(sc: Scenario, gpu: str, start: int | None, settings: RunSettings, seeds: list[int],
                     known: dict[tuple[str, int], Confirmation],
                     on_check: Callable[[str, int, Confirmation], None] | None,
-                    progress: Callable[[str], None] | None) -> BaselineResult:
+                    progress: Callable[[str], None] | None, workers: int = 1) -> BaselineResult:
     """One GPU type's search (see validated_baselines)."""
     result = BaselineResult(gpu, None, None, start)
     if single_type_plan(sc, gpu, 1) is None or start is None:
@@ -128,7 +129,7 @@ def search_baseline(sc: Scenario, gpu: str, start: int | None, settings: RunSett
             else:
                 if progress:
                     progress(f"baseline {gpu}: trying {n} instances")
-                checks[n] = confirm(sc, single_type_plan(sc, gpu, n), seeds, settings)
+                checks[n] = confirm(sc, single_type_plan(sc, gpu, n), seeds, settings, workers=workers)
                 if on_check:
                     on_check(gpu, n, checks[n])
         return checks[n].held

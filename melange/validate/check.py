@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
+from itertools import repeat
 
 import numpy as np
 import pandas as pd
@@ -179,10 +181,19 @@ class Confirmation:
 
 
 def confirm(sc: Scenario, plan: Plan, seeds: list[int], settings: RunSettings, *,
-            stop_early: bool = True, progress: Callable[[str], None] | None = None) -> Confirmation:
-    """Judge `plan` on each of `seeds` (fresh traffic); stop at the first failed run if asked."""
+            stop_early: bool = True, workers: int = 1,
+            progress: Callable[[str], None] | None = None) -> Confirmation:
+    """Judge `plan` on each of `seeds` (fresh traffic): one after the other, stopping at the first
+    failed run if `stop_early`, or all at once in `workers` processes."""
+    if not seeds:
+        raise MelangeError("confirm: needs at least one seed")
     runs: list[RunCheck] = []
-    for seed in seeds:
+    if workers > 1 and len(seeds) > 1:
+        if progress:
+            progress(f"confirming on seeds {', '.join(map(str, seeds))}")
+        with ProcessPoolExecutor(min(workers, len(seeds))) as executor:
+            runs = list(executor.map(run_check, repeat(sc), repeat(plan), seeds, repeat(settings)))
+    for seed in seeds[len(runs):]:
         if progress:
             progress(f"confirming on seed {seed}")
         runs.append(run_check(sc, plan, seed, settings))

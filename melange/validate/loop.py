@@ -213,13 +213,14 @@ def apply_changes(profiles: dict[str, Profile], changes: list[dict]) -> dict[str
 
 def plan_and_validate(sc: Scenario, *, max_rounds: int = 5, requests: int | None = None,
                       duration_s: float | None = None, seed: int | None = None, confirm_runs: int = 2,
-                      step: float = 0.9, resume: list[dict] | None = None,
+                      step: float = 0.9, resume: list[dict] | None = None, workers: int = 1,
                       on_round: Callable[[Round], None] | None = None,
                       progress: Callable[[str], None] | None = None) -> PlanReport:
     """The loop of the module docstring; without an SLO or step-time models, solve only.
 
     `resume`: rounds (Round.to_dict) a previous run with the same inputs finished; they are
-    replayed, not simulated. `on_round` sees each new round as it ends; `progress` short notes."""
+    replayed, not simulated. `workers`: processes for the confirmation runs (same results).
+    `on_round` sees each new round as it ends; `progress` gets short notes."""
     if confirm_runs < 1:
         raise MelangeError("confirm_runs: must be >= 1")
     tuning = sc.simulation.seed if seed is None else seed
@@ -254,7 +255,7 @@ def plan_and_validate(sc: Scenario, *, max_rounds: int = 5, requests: int | None
         evidence = [tune]
         if tune.passed:
             round_.confirmation = confirm(sc, plan, list(range(fresh, fresh + confirm_runs)), settings,
-                                          progress=progress)
+                                          workers=workers, progress=progress)
             round_.held = round_.confirmation.held
             evidence = [r for r in round_.confirmation.runs if not r.passed] or round_.confirmation.runs
             if not round_.held:
