@@ -41,9 +41,8 @@ def rounds_table(rounds: list[Round], target: float | None) -> Table:
         counts = ", ".join(f"{n}×{g}" for g, n in r.plan.counts.items() if n)
         att = "not simulated" if r.attainment is None else pct(r.attainment)
         conf = "-" if r.confirmation is None else f"{pct(r.confirmation.attainment)} ({len(r.confirmation.seeds)} runs)"
-        why = r.reason or ("" if r.confirmation is None or r.held else r.confirmation.reasons[0])
         table.add_row(str(r.index), f"{r.plan.cost:.3f}", counts, att, conf, "yes" if r.held else "no",
-                      str(len(r.tightened)), why)
+                      str(len(r.tightened)), r.why_not())
     return table
 
 

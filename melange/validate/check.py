@@ -31,7 +31,7 @@ from melange.sim.arrivals import DEFAULT_REQUESTS
 
 BUCKET_MIN_REQUESTS = 30  # buckets with fewer counted requests are not held to the floor
 MAX_REASONS = 5  # low buckets named in a confirmation's reasons
-STABILITY_ONLY = AcceptanceRule(min_requests=1)  # judge(..., target=0) with it: stability alone
+STABILITY_ONLY = AcceptanceRule(min_requests=1, expected_misses=0.0)  # with target 0: stability alone
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,13 @@ class Round:
     reason: str = ""  # why the tuning run failed ('' when it passed)
     confirmation: Confirmation | None = None
 
+    def why_not(self) -> str:
+        """Why this round's plan did not hold ('' if it did): the tuning run's or the confirmation's reason."""
+        if self.held:
+            return ""
+        conf = self.confirmation.reasons[:1] if self.confirmation and self.confirmation.reasons else [""]
+        return self.reason or conf[0]
+
     def to_dict(self) -> dict:
         """JSON-ready form, complete enough to resume from."""
         return {"round": self.index, "plan": self.plan.to_dict(), "attainment": self.attainment,
@@ -100,7 +107,7 @@ class PlanReport:
             "duration_s": None if s is None else s.duration_s,
             "warmup_s": None if s is None else s.warmup_s,
             "rounds": [{"round": r.index, "cost": r.plan.cost, "counts": r.plan.counts,
-                        "attainment": r.attainment, "held": r.held, "reason": r.reason,
+                        "attainment": r.attainment, "held": r.held, "reason": r.why_not(),
                         "tightened": len(r.tightened)} for r in self.rounds],
         }
 
@@ -196,7 +203,7 @@ def unstable_gpus(evidence: list[RunCheck]) -> list[str]:
     for r in evidence:
         if r.verdict.stable:
             continue
-        bad = [g for g, v in r.gpu_stability.items() if not v.stable]
+        bad = [g for g, v in r.gpu_stability.items() if v.reason.startswith("unstable")]
         if not bad and r.gpu_stability:  # no single type is to blame: the one keeping up least
             bad = [min(r.gpu_stability, key=lambda g: r.gpu_stability[g].throughput_ratio or 1.0)]
         out.update(bad)
