@@ -50,7 +50,7 @@ def shares_table(plan: Plan, grid: BucketGrid, rates) -> Table:
 
 def baselines_table(best: Plan, singles: dict[str, Plan | None]) -> Table:
     """Single-GPU-type plans beside the mix, with what the mix saves."""
-    table = Table(title="Single-type baselines")
+    table = Table(title="Single-type baselines (solver's counts, not validated: see melange plan --baselines)")
     table.add_column("plan")
     table.add_column("count", justify="right")
     table.add_column("$/h", justify="right")

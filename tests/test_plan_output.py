@@ -107,7 +107,8 @@ def test_unwritable_output_fails_before_any_work(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_keeps_finished_rounds_and_a_rerun_resumes(tmp_path):
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_keeps_finished_rounds_and_a_rerun_resumes(tmp_path, sig):
     import os
     import signal
     import subprocess
@@ -123,7 +124,7 @@ def test_ctrl_c_keeps_finished_rounds_and_a_rerun_resumes(tmp_path):
     while time.time() < deadline and not rounds_in(out):
         time.sleep(0.05)
     assert rounds_in(out), "no round finished"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, sig))
     t0 = time.time()
     proc.wait(timeout=10)
     assert time.time() - t0 < 2 and proc.returncode != 0
