@@ -98,8 +98,9 @@ def print_verdict(out: Console, sc: Scenario, report: PlanReport, max_rounds: in
 @solver_options
 @click.option("--rounds", "max_rounds", type=click.IntRange(1, 50), default=5, show_default=True,
               help="Most solve-simulate rounds.")
-@click.option("--requests", type=click.IntRange(min=1), help="Simulated requests per run.")
-@click.option("--duration", help="Simulated traffic per run, e.g. 10m (instead of --requests).")
+@click.option("--requests", type=click.IntRange(min=1),
+              help="Counted requests per run (the warm-up's arrivals come on top).")
+@click.option("--duration", help="Counted traffic per run, e.g. 10m (instead of --requests).")
 @click.option("--seed", type=int, help="Tuning seed (default: the scenario's); fresh seeds follow it.")
 @click.option("--confirm", "confirm_runs", type=click.IntRange(1, 20), default=2, show_default=True,
               help="Confirmation runs on fresh seeds a plan must pass to hold.")

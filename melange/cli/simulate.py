@@ -80,7 +80,7 @@ def summary_table(summary: dict, title: str) -> Table:
 @click.option("--records-format", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True)
 def simulate(scenario, plan_path, duration, requests, seed, router, warmup, exact, output, records_format):
     """Simulate SCENARIO's traffic served by the fleet in PLAN.json; print and save the results."""
-    sc = load_scenario(scenario)
+    sc = load_scenario(scenario, force=True)  # profiles play no part in a simulation
     plan = load_plan(plan_path)
     if sc.slo is None:
         raise MelangeError(f"{Path(scenario).name}: slo: required to simulate")

@@ -18,6 +18,7 @@ from melange.core import Plan
 from melange.optimizer import baselines as solver_baselines
 from melange.scenario import Scenario
 from melange.validate.check import Confirmation, RunSettings, confirm, run_settings
+from melange.validate.loop import PlanReport
 
 SEARCH_LIMIT = 8  # without a max_count, give up above 4 x the solver's count + this
 
@@ -153,7 +154,7 @@ def saving(best: Plan | None, baselines: dict[str, BaselineResult]) -> dict | No
             "fraction": 1.0 - best.cost / cheapest.cost}
 
 
-def plan_document(report, baselines: dict[str, BaselineResult] | None) -> dict:
+def plan_document(report: PlanReport, baselines: dict[str, BaselineResult] | None) -> dict:
     """plan.json: the plan's own keys at the top level (`simulate --plan` reads it), its
     `validation`, and the validated `baselines` with the `saving` (None when not searched)."""
     return {**report.to_dict(),

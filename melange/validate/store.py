@@ -23,6 +23,7 @@ from melange.core import MelangeError
 from melange.files import append_jsonl, atomic_write_text, check_writable, read_jsonl
 from melange.scenario import Scenario
 from melange.validate.check import Confirmation
+from melange.validate.loop import Round
 
 RUN, ROUNDS, PLAN = "run.json", "rounds.jsonl", "plan.json"
 
@@ -102,7 +103,7 @@ class RunDir:
                 checks[(line["gpu"], int(line["count"]))] = Confirmation.from_dict(line["confirmation"])
         return _consecutive(rounds), checks
 
-    def log_round(self, round_) -> None:
+    def log_round(self, round_: Round) -> None:
         """Append one finished round (a `loop.Round`), durably."""
         append_jsonl(self.path / ROUNDS, {"kind": "round", "inputs": self.key, **round_.to_dict()})
 
