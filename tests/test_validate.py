@@ -7,10 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from click.testing import CliRunner
-from tests.validate_scenarios import growing_queue, scenario, two_buckets
 
 from melange.acceptance import DEFAULT_RULE, Verdict
 from melange.cli import cli
@@ -25,6 +24,7 @@ from melange.validate import (
     tighten,
 )
 from melange.validate.check import floor_failures
+from tests.validate_scenarios import growing_queue, scenario, two_buckets
 
 
 def test_honest_profile_holds_in_the_first_round_on_fresh_seeds(tmp_path):
@@ -68,9 +68,9 @@ def test_without_step_models_it_solves_but_does_not_validate(tmp_path):
     import yaml
 
     path = scenario(tmp_path, max_rate=20.0)
-    doc = yaml.safe_load(open(path))
+    doc = yaml.safe_load(Path(path).read_text())
     del doc["gpus"][0]["step_time"]
-    open(path, "w").write(yaml.safe_dump(doc))
+    Path(path).write_text(yaml.safe_dump(doc))
     sc = load_scenario(path)
     report = plan_and_validate(sc)
     assert report.best is None and report.rounds[0].attainment is None
@@ -142,7 +142,7 @@ def test_floor_rule_is_the_wilson_upper_bound():
 @settings(max_examples=200, deadline=None)
 @given(n=st.integers(1, 5000), share=st.floats(0, 1), target=st.floats(0.5, 0.999))
 def test_a_bucket_at_or_above_the_target_is_never_below_the_floor(n, share, target):
-    met = int(round(share * n))
+    met = round(share * n)
     low = floor_failures(pd.DataFrame({"bucket_in": [0], "bucket_out": [0], "requests": [n], "met": [met]}),
                          target)
     if met / n >= target or n < 30:

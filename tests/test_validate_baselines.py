@@ -7,7 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from melange.scenario import load_scenario
-from melange.validate import confirm, plan_and_validate, run_settings, saving, single_type_plan, validated_baselines
+from melange.validate import (
+    confirm,
+    plan_and_validate,
+    run_settings,
+    saving,
+    single_type_plan,
+    validated_baselines,
+)
 from melange.validate.baselines import confirmation_seeds, smallest_holding
 from tests.validate_scenarios import scenario, two_buckets
 

@@ -26,6 +26,7 @@ from melange.validate import (
 )
 from melange.validate.store import RunDir, inputs_hash
 
+
 def pct(x: float | None) -> str:
     """0.99876 -> '99.88%'."""
     return "-" if x is None else f"{x:.2%}"

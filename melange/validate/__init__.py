@@ -28,7 +28,14 @@ from melange.validate.check import (
     run_check,
     run_settings,
 )
-from melange.validate.loop import PlanReport, Round, plan_and_validate, tighten, untested_gpus, why_not_validated
+from melange.validate.loop import (
+    PlanReport,
+    Round,
+    plan_and_validate,
+    tighten,
+    untested_gpus,
+    why_not_validated,
+)
 
 __all__ = [
     "BUCKET_MIN_REQUESTS",
@@ -39,8 +46,8 @@ __all__ = [
     "RunCheck",
     "RunSettings",
     "confirm",
-    "plan_document",
     "plan_and_validate",
+    "plan_document",
     "run_check",
     "run_settings",
     "saving",

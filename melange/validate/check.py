@@ -142,7 +142,7 @@ def floor_failures(buckets: pd.DataFrame, target: float, min_requests: int = BUC
     for row in buckets.itertuples():
         if row.requests < min_requests:
             continue
-        lo, hi = wilson_interval(int(row.met), int(row.requests))
+        _, hi = wilson_interval(int(row.met), int(row.requests))
         if hi < target:
             out.append({"bucket": [int(row.bucket_in), int(row.bucket_out)], "requests": int(row.requests),
                         "attainment": round(row.met / row.requests, 4), "upper": round(hi, 4)})

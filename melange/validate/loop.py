@@ -18,8 +18,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-import numpy as np
-
 from melange.core import MelangeError, Plan, Profile
 from melange.optimizer import solve
 from melange.scenario import Scenario
