@@ -206,3 +206,22 @@ def test_confirmation_in_worker_processes_gives_the_same_verdict(tmp_path):
     one = confirm(sc, plan, [11, 12], settings, stop_early=False)
     two = confirm(sc, plan, [11, 12], settings, stop_early=False, workers=2)
     assert one.to_dict() == two.to_dict()
+
+
+@pytest.mark.parametrize("rate,requests,duration_s", [(16, 500, None), (16, None, 60.0), (340, None, None),
+                                                      (400, None, None)])
+def test_default_scenario_short_runs_and_high_rates_count_what_was_asked(rate, requests, duration_s):
+    # --requests 500, --duration 1m and rates >= 340 with the default 20k requests used to leave
+    # nothing after the 60 s warm-up (attainment None, a crash).
+    from dataclasses import replace as dc_replace
+
+    sc = load_scenario()
+    sc.workload = dc_replace(sc.workload, rate=float(rate))
+    asked = requests or (rate * duration_s if duration_s else sc.simulation.requests)
+    try:
+        settings = run_settings(sc, requests=requests, duration_s=duration_s)
+    except MelangeError as exc:  # a clear refusal is allowed when it is (just) too few
+        assert "raise --requests" in str(exc) and asked < 1.2 * DEFAULT_RULE.min_counted(0.99)
+        return
+    assert abs(settings.expected_counted - asked) <= 4 * np.sqrt(asked)
+    assert settings.warmup_s == 60
