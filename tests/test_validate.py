@@ -115,7 +115,7 @@ def test_a_warmup_longer_than_the_run_no_longer_swallows_it(tmp_path, requests):
 
 def test_too_few_counted_requests_is_a_one_line_refusal_before_any_simulation(tmp_path):
     sc = load_scenario(scenario(tmp_path, max_rate=20.0))
-    with pytest.raises(MelangeError, match=r"only \d+ requests counted .* need 200 .* raise --requests to 220"):
+    with pytest.raises(MelangeError, match=r"only 100 requests would be counted .* need 200 .* raise --requests to 220"):
         run_settings(sc, requests=100)
     result = CliRunner().invoke(cli, ["plan", scenario(tmp_path, max_rate=20.0), "--requests", "100"])
     assert result.exit_code == 2 and "raise --requests" in result.output and "Traceback" not in result.output

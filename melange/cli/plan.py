@@ -121,8 +121,7 @@ def plan(ctx, scenario, normalize, slice_factor, headroom, utilization, time_lim
     opts = {"requests": requests, "duration_s": parse_duration(duration) if duration else None, "seed": seed,
             "confirm_runs": confirm_runs}
     store = RunDir(output, inputs_hash(sc, **opts)) if output else None  # fails fast when unwritable
-    settings = None if why_not_validated(sc) else run_settings(sc, requests=requests, duration_s=opts["duration_s"],
-                                                               seed=seed)
+    settings = None if why_not_validated(sc) else run_settings(sc, requests=requests, duration_s=opts["duration_s"])
     done, checks = store.open(fresh) if store else ([], {})
     out = console()
     print_header(out, sc, settings, store, done, checks)
@@ -147,8 +146,7 @@ def print_header(out: Console, sc: Scenario, settings, store: RunDir | None, don
     out.print(f"[bold]{sc.name}[/]: {sc.workload.rate:g} req/s, {describe_slo(sc.slo)}, {len(sc.gpus)} GPU types")
     if settings is not None:
         size = f"{settings.requests:,} requests" if settings.requests else f"{settings.duration_s:g} s of traffic"
-        out.print(f"each run: a {settings.warmup_s:g} s warm-up, then {size} counted "
-                  f"(about {settings.expected_counted:,})")
+        out.print(f"each run: a {settings.warmup_s:g} s warm-up, then {size} counted")
     if done or checks:
         out.print(f"resuming from {store.path}: {len(done)} finished rounds and {len(checks)} baseline checks "
                   "of the same inputs")

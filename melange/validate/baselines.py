@@ -94,7 +94,7 @@ def validated_baselines(sc: Scenario, *, requests: int | None = None, duration_s
     `known`: (gpu, count) -> confirmation from an earlier run with the same inputs (resume);
     `on_check` sees each new check as it finishes; `workers`: processes per check's runs."""
     seed = sc.simulation.seed if seed is None else seed
-    settings = run_settings(sc, requests=requests, duration_s=duration_s, seed=seed)
+    settings = run_settings(sc, requests=requests, duration_s=duration_s)
     seeds = confirmation_seeds(seed, confirm_runs)
     solver = solver_baselines(sc.workload, sc.gpus, sc.profiles, sc.solve)
     out = {}

@@ -7,9 +7,10 @@ Wilson interval of its attainment at or above the target. A bucket may sit a lit
 target by chance, but not so far that its own requests rule the target out; a sparse bucket's
 interval is wide, so one unlucky miss never fails a plan.
 
-The warm-up never swallows the run: its arrivals come on top of the requests (or duration) asked
-for, so `requests=1000` counts about 1,000 requests whatever the warm-up; a run that would still
-count fewer than the acceptance rule needs is refused before any simulation.
+The warm-up never swallows the run: its arrivals (ceil(rate x warmup_s) of them, or warmup_s
+seconds for a duration) come on top of the requests (or duration) asked for, so `requests=1000`
+counts exactly 1,000 requests whatever the warm-up; asking for fewer than the acceptance rule needs
+is refused before any simulation.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from itertools import repeat
 
 import numpy as np
@@ -41,10 +42,10 @@ class RunSettings:
     requests: int | None  # counted requests asked for (after the warm-up)
     duration_s: float | None  # counted traffic asked for (after the warm-up)
     warmup_s: float
-    expected_counted: int  # in the reference draw
+    expected_counted: int
     router: str = "least_work"
     rule: AcceptanceRule = DEFAULT_RULE
-    extra_requests: int = 0  # arrivals the warm-up adds before the counted ones
+    extra_requests: int = 0  # the warm-up: ceil(rate x warmup_s) arrivals before the counted ones
 
     @property
     def sim_requests(self) -> int | None:
@@ -56,34 +57,37 @@ class RunSettings:
         """Arrival span to simulate: the warm-up on top of the counted traffic."""
         return None if self.duration_s is None else self.duration_s + self.warmup_s
 
+    def window_start(self, arrival_s: np.ndarray) -> float:
+        """When counting starts in a run: after its first `extra_requests` arrivals when the run is
+        bounded by requests (so exactly `requests` are counted), else at `warmup_s`."""
+        if self.requests is not None and 0 < self.extra_requests < len(arrival_s):
+            return float(arrival_s[self.extra_requests])
+        return self.warmup_s
+
 
 def run_settings(sc: Scenario, *, requests: int | None = None, duration_s: float | None = None,
-                 seed: int | None = None, rule: AcceptanceRule = DEFAULT_RULE) -> RunSettings:
+                 rule: AcceptanceRule = DEFAULT_RULE) -> RunSettings:
     """Resolve the traffic bound (the caller's replaces the scenario's), put the warm-up on top of
     it, and refuse up front (MelangeError) when too few requests would be counted to judge."""
     sim = sc.simulation
     if requests is None and duration_s is None:
         requests, duration_s = sim.requests, sim.duration_s
-    seed = sim.seed if seed is None else seed
     if requests is None and duration_s is None:  # the whole trace once, or the simulator's default
         replay = sc.workload.arrival.process == "trace"
-        requests = len(make_arrivals(sc.workload, np.random.default_rng(seed))) if replay else DEFAULT_REQUESTS
-    extra = math.ceil(sc.workload.rate * sim.warmup_s)
-    settings = RunSettings(requests, duration_s, sim.warmup_s, 0, sim.router, rule, extra)
-    arrivals = make_arrivals(sc.workload, np.random.default_rng(seed), requests=settings.sim_requests,
-                             duration_s=settings.sim_duration_s)
-    counted = int(np.sum(arrivals.time_s >= sim.warmup_s))
-    settings = replace(settings, expected_counted=counted)
-    if sc.slo is not None and counted < rule.min_counted(sc.slo.attainment):
-        raise MelangeError(too_few_message(settings, counted, rule.min_counted(sc.slo.attainment),
-                                           sc.workload.rate))
+        requests = len(make_arrivals(sc.workload, np.random.default_rng(0))) if replay else DEFAULT_REQUESTS
+    rate = sc.workload.rate
+    expected = min(n for n in (requests, None if duration_s is None else int(rate * duration_s)) if n is not None)
+    settings = RunSettings(requests, duration_s, sim.warmup_s, expected, sim.router, rule,
+                           math.ceil(rate * sim.warmup_s))
+    if sc.slo is not None and expected < rule.min_counted(sc.slo.attainment):
+        raise MelangeError(too_few_message(settings, expected, rule.min_counted(sc.slo.attainment), rate))
     return settings
 
 
 def too_few_message(settings: RunSettings, counted: int, need: int, rate: float) -> str:
     """One line: how many were counted, how many are needed, what to raise."""
-    want = -(-need * 11 // 10)  # 10 % above the need, for the noise in what is counted
-    return (f"simulation: only {counted} requests counted after the {settings.warmup_s:g} s warm-up, "
+    want = -(-need * 11 // 10)  # 10 % above the need, for a duration's Poisson noise
+    return (f"simulation: only {counted} requests would be counted after the {settings.warmup_s:g} s warm-up, "
             f"need {need} to judge the attainment target; raise --requests to {want} "
             f"(or --duration to {math.ceil(want / rate)}s)")
 
@@ -118,11 +122,12 @@ def run_check(sc: Scenario, plan: Plan, seed: int, settings: RunSettings) -> Run
     finish = np.where(rec["error"].isna(), arrival + rec["e2e_s"].to_numpy(float), arrival)
     met = rec["slo_met"].to_numpy(bool)
     end = float(arrival.max()) if len(arrival) else 0.0
-    verdict = judge(arrival, finish, met, target, warmup_s=settings.warmup_s, end_s=end, rule=settings.rule)
+    start = settings.window_start(arrival)  # records are in arrival order
+    verdict = judge(arrival, finish, met, target, warmup_s=start, end_s=end, rule=settings.rule)
     if verdict.reason.startswith("too few"):
         raise MelangeError(too_few_message(settings, verdict.counted, settings.rule.min_counted(target),
                                            sc.workload.rate))
-    window = (arrival >= settings.warmup_s) & (arrival <= end)
+    window = (arrival >= start) & (arrival <= end)
     counted = rec[window & (rec["bucket_in"].to_numpy() >= 0) & (rec["bucket_out"].to_numpy() >= 0)]
     cells = (counted.groupby(["bucket_in", "bucket_out", "gpu"])["slo_met"]
              .agg(requests="size", met="sum").reset_index())
@@ -130,8 +135,8 @@ def run_check(sc: Scenario, plan: Plan, seed: int, settings: RunSettings) -> Run
     stability = {}
     for gpu in rec["gpu"].unique():
         mine = (rec["gpu"] == gpu).to_numpy()
-        stability[str(gpu)] = judge(arrival[mine], finish[mine], met[mine], 0.0, warmup_s=settings.warmup_s,
-                                    end_s=end, rule=STABILITY_ONLY)
+        stability[str(gpu)] = judge(arrival[mine], finish[mine], met[mine], 0.0, warmup_s=start, end_s=end,
+                                    rule=STABILITY_ONLY)
     return RunCheck(seed, verdict, int(met[window].sum()), buckets, cells, stability,
                     floor_failures(buckets, target))
 

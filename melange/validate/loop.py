@@ -235,7 +235,7 @@ def plan_and_validate(sc: Scenario, *, max_rounds: int = 5, requests: int | None
         if on_round:
             on_round(round_)
         return PlanReport([round_], None, sc.slo.attainment if sc.slo else None, tuning_seed=tuning)
-    settings = run_settings(sc, requests=requests, duration_s=duration_s, seed=tuning)
+    settings = run_settings(sc, requests=requests, duration_s=duration_s)
     report = PlanReport([], None, sc.slo.attainment, settings=settings, tuning_seed=tuning)
     fresh = tuning + 1  # next confirmation seed; seeds only move forward
     history: dict[tuple, float] = {}  # (gpu, i, j) -> attainment when last tightened
