@@ -84,7 +84,9 @@ def print_verdict(out: Console, sc: Scenario, report: PlanReport, max_rounds: in
     if reason:
         out.print(f"[yellow]not validated: {reason}[/]")
     elif v is None:
-        out.print(f"[red]no plan held the SLO on fresh traffic within {max_rounds} rounds[/]")
+        why = (f"within {max_rounds} rounds" if len(report.rounds) >= max_rounds else
+               "- no cell had enough requests to blame for the last round's misses (raise --requests)")
+        out.print(f"[red]no plan held the SLO on fresh traffic {why}[/]")
     else:
         lo, hi = v.interval
         out.print(f"[green]held on fresh traffic[/]: attainment {pct(v.attainment)} (95% CI {pct(lo)}–{pct(hi)}) "
