@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from melange.core import (
     Arrival,
@@ -32,19 +32,42 @@ from melange.core import (
     StepTimeModel,
     Workload,
 )
+from melange.cli.options import parse_duration, parse_fraction, parse_rate
+from melange.files import load_json, load_yaml, read_text
 from melange.traces import load_trace, resolve_trace_path
 
 BUILTIN_SCENARIOS = Path(__file__).parent / "scenarios"
 DEFAULT_SCENARIO = BUILTIN_SCENARIOS / "default.yaml"
 SUM_TOLERANCE = 1e-3  # a distribution may be off by rounding; larger errors need --normalize
 
+MAX_RATE = 1e6  # req/s: far beyond any fleet the simulator or a profile can describe
+MAX_INSTANCES = 10_000  # instances of one type a scenario may force (min_count)
+
+
+def _units(parse):
+    """A file field that also takes the CLI's unit strings ('100ms', '16/s', '99%'): one parser."""
+    def check(value):
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            try:
+                return parse(value)
+            except MelangeError as exc:
+                raise ValueError(str(exc).split(": ", 1)[-1]) from None
+        return value
+    return BeforeValidator(check)
+
+
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegFloat = Annotated[float, Field(ge=0)]
 Table = list[list[NonNegFloat]]
+Millis = Annotated[float, Field(gt=0), _units(lambda v: parse_duration(v, "", bare="ms") * 1e3)]
+Seconds = Annotated[float, Field(ge=0), _units(lambda v: parse_duration(v, "", bare="s", allow_zero=True))]
+Fraction = Annotated[float, _units(lambda v: parse_fraction(v, ""))]
+Rate = Annotated[float, Field(gt=0, le=MAX_RATE), _units(lambda v: parse_rate(v, ""))]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+    # strict: a bool is not a number, 1.9 is not an integer, "16" is not a number (units aside)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, strict=True)
 
 
 # --- file schema (ours) -------------------------------------------------------------------
@@ -66,7 +89,7 @@ class TraceDistribution(_Strict):
 
 
 class WorkloadSpec(_Strict):
-    rate: PositiveFloat
+    rate: Rate
     distribution: Table | TraceDistribution | None = None
     arrival: ArrivalSpec = ArrivalSpec()
     lengths: Literal["uniform", "trace"] = "uniform"
@@ -74,10 +97,10 @@ class WorkloadSpec(_Strict):
 
 
 class SloSpec(_Strict):
-    tpot_ms: PositiveFloat
+    tpot_ms: Millis
     definition: Literal["mean", "decode"] = "mean"
-    ttft_ms: PositiveFloat | None = None
-    attainment: Annotated[float, Field(gt=0, le=1)] = 0.99
+    ttft_ms: Millis | None = None
+    attainment: Annotated[Fraction, Field(gt=0, le=1)] = 0.99
 
 
 class EngineSpec(_Strict):
@@ -101,8 +124,8 @@ class GpuSpec(_Strict):
     gpus: Annotated[int, Field(ge=1)] = 1
     memory_gb: PositiveFloat | None = None
     max_count: Annotated[int, Field(ge=0)] | None = None
-    min_count: Annotated[int, Field(ge=0)] = 0
-    utilization: Annotated[float, Field(gt=0, le=1)] | None = None
+    min_count: Annotated[int, Field(ge=0, le=MAX_INSTANCES)] = 0
+    utilization: Annotated[Fraction, Field(gt=0, le=1)] | None = None
     profile: Table | str | None = None  # inline max-rate table, or a file holding one
     engine: EngineSpec = EngineSpec()
     step_time: LinearStepSpec | Literal["roofline"] | None = None  # roofline: catalog x model
@@ -111,17 +134,17 @@ class GpuSpec(_Strict):
 
 class SolverSpec(_Strict):
     slice_factor: Annotated[int, Field(ge=1)] | Literal["continuous"] = 8
-    headroom: NonNegFloat = 0.0
-    utilization: Annotated[float, Field(gt=0, le=1)] = 1.0
-    time_limit_s: PositiveFloat = 60.0
+    headroom: Annotated[Fraction, Field(ge=0)] = 0.0
+    utilization: Annotated[Fraction, Field(gt=0, le=1)] = 1.0
+    time_limit_s: Annotated[Seconds, Field(gt=0)] = 60.0
     backend: Literal["highs", "cbc"] = "highs"
 
 
 class SimulationSpec(_Strict):
     requests: Annotated[int, Field(ge=1)] | None = None
-    duration_s: PositiveFloat | None = None
-    warmup_s: NonNegFloat = 0.0
-    seed: int = 0
+    duration_s: Annotated[Seconds, Field(gt=0)] | None = None
+    warmup_s: Seconds = 0.0
+    seed: Annotated[int, Field(ge=0)] = 0
     router: Literal["least_work", "round_robin", "random"] = "least_work"
 
 
@@ -156,7 +179,7 @@ class SeedGpu(_Strict):
 class SeedSpec(_Strict):
     gpu_info: Annotated[dict[str, SeedGpu], Field(min_length=1)]
     workload_distribution: Table
-    total_request_rate: PositiveFloat
+    total_request_rate: Rate
     slice_factor: Annotated[int, Field(ge=1)] = 1
 
 
@@ -204,22 +227,31 @@ def _one_line(exc: ValidationError) -> str:
         msg = "required key missing"
     elif err["type"] in ("finite_number",):
         msg = "must be a finite number (got NaN or inf)"
+    elif isinstance(err.get("input"), bool) and err["type"] in ("float_type", "int_type"):
+        msg = f"must be a number, not {str(err['input']).lower()}"
+    elif err["type"] in ("int_type", "int_from_float") and isinstance(err.get("input"), float):
+        msg = f"must be an integer, got {err['input']:g}"
     msg = msg.replace("Input should be", "must be").replace("Value error, ", "")
     return f"{loc}: {msg}" if loc else msg
 
 
 def read_document(path: Path) -> dict[str, Any]:
-    """Parse a YAML or JSON file into a mapping; any problem is one MelangeError line."""
+    """Parse a YAML or JSON file (UTF-8, or with a BOM) into a mapping; refuses duplicate keys;
+    any problem is one MelangeError line."""
     if not path.is_file():
         raise MelangeError(f"{path}: file not found")
-    text = path.read_text()
+    text = read_text(path)
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        data = load_json(text) if path.suffix == ".json" else load_yaml(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         kind = "JSON" if path.suffix == ".json" else "YAML"
         where = getattr(exc, "lineno", None) or getattr(getattr(exc, "problem_mark", None), "line", None)
         at = f" (line {where if isinstance(exc, json.JSONDecodeError) else where + 1})" if where is not None else ""
         raise MelangeError(f"{path.name}: not valid {kind}{at}") from None
+    except MelangeError as exc:  # a duplicate key
+        raise MelangeError(f"{path.name}: {exc}") from None
+    except RecursionError:
+        raise MelangeError(f"{path.name}: nested too deeply") from None
     if not isinstance(data, dict):
         raise MelangeError(f"{path.name}: expected a mapping of keys at the top level")
     return data
@@ -248,9 +280,12 @@ def _load_profile(gpu: GpuSpec, shape: tuple[int, int], base: Path) -> Profile |
         return None
     where = f"gpus[{gpu.name}].profile"
     if isinstance(gpu.profile, str):
-        if not (base / gpu.profile).is_file():
-            raise MelangeError(f"{where}: file {gpu.profile} not found")
-        data = read_document(base / gpu.profile)
+        # Beside the scenario file first, then among the built-in scenarios (profiles/...).
+        path = next((p for p in (base / gpu.profile, BUILTIN_SCENARIOS / gpu.profile) if p.is_file()), None)
+        if path is None:
+            raise MelangeError(f"{where}: file {gpu.profile} not found (looked in {base} and the built-in "
+                               "scenarios directory)")
+        data = read_document(path)
         rows = data.get("max_rate")
         if not isinstance(rows, list):
             raise MelangeError(f"{where}: file {gpu.profile} has no 'max_rate' table")
@@ -290,7 +325,8 @@ def _from_seed(spec: SeedSpec, normalize: bool, source: Path) -> Scenario:
     )
 
 
-def _with_catalog(g: GpuSpec, model: str | None, engine: EngineConfig) -> tuple[GpuSpec, StepTimeModel | None]:
+def _with_catalog(g: GpuSpec, model: str | None, engine: EngineConfig,
+                  extra: tuple[str, ...] = ()) -> tuple[GpuSpec, StepTimeModel | None]:
     """Fill a GPU's cost/gpus/memory from its `catalog` entry; build its roofline step model."""
     where = f"gpus[{g.name}]"
     if g.catalog is None:
@@ -302,7 +338,7 @@ def _with_catalog(g: GpuSpec, model: str | None, engine: EngineConfig) -> tuple[
     from melange.perf import load_catalog, roofline_model  # perf is only needed with catalog GPUs
     from melange.perf.catalog import GB, Instance
 
-    catalog = load_catalog()
+    catalog = load_catalog(extra)
     inst = catalog.instance(g.catalog)
     if "gpus" in g.model_fields_set:
         inst = Instance(inst.gpu, g.gpus)
@@ -315,7 +351,7 @@ def _with_catalog(g: GpuSpec, model: str | None, engine: EngineConfig) -> tuple[
     return g, roofline_model(inst, catalog.model(model), engine)
 
 
-def _from_spec(spec: ScenarioSpec, normalize: bool, source: Path) -> Scenario:
+def _from_spec(spec: ScenarioSpec, normalize: bool, source: Path, extra: tuple[str, ...] = ()) -> Scenario:
     base = source.parent
     grid = BucketGrid.paper() if spec.grid == "paper" else BucketGrid(
         tuple(spec.grid.input_edges), tuple(spec.grid.output_edges))
@@ -347,7 +383,7 @@ def _from_spec(spec: ScenarioSpec, normalize: bool, source: Path) -> Scenario:
     for g in spec.gpus:
         if g.max_count is not None and g.max_count < g.min_count:
             raise MelangeError(f"gpus[{g.name}].max_count: {g.max_count} is below min_count {g.min_count}")
-        g, catalog_step = _with_catalog(g, spec.model, EngineConfig(**g.engine.model_dump()))
+        g, catalog_step = _with_catalog(g, spec.model, EngineConfig(**g.engine.model_dump()), extra)
         gpus.append(GpuType(g.name, g.cost, g.gpus, g.memory_gb, g.max_count, g.min_count, g.utilization))
         profile = _load_profile(g, grid.shape, base)
         if profile is not None:
@@ -373,8 +409,10 @@ def _from_spec(spec: ScenarioSpec, normalize: bool, source: Path) -> Scenario:
     )
 
 
-def load_scenario(path: str | Path | None = None, *, normalize: bool = False) -> Scenario:
-    """Load and validate a scenario file (ours or the seed's format); None = the built-in default."""
+def load_scenario(path: str | Path | None = None, *, normalize: bool = False,
+                  catalog: tuple[str, ...] = ()) -> Scenario:
+    """Load and validate a scenario file (ours or the seed's format); None = the built-in default.
+    `catalog`: extra catalog files whose GPUs and models the scenario may name."""
     source = DEFAULT_SCENARIO if path is None else Path(path)
     if path is not None and not source.exists() and (BUILTIN_SCENARIOS / f"{path}.yaml").is_file():
         source = BUILTIN_SCENARIOS / f"{path}.yaml"  # a built-in scenario named by stem
@@ -383,7 +421,7 @@ def load_scenario(path: str | Path | None = None, *, normalize: bool = False) ->
     try:
         if is_seed:
             return _from_seed(SeedSpec.model_validate(data), normalize, source)
-        return _from_spec(ScenarioSpec.model_validate(data), normalize, source)
+        return _from_spec(ScenarioSpec.model_validate(data), normalize, source, tuple(catalog))
     except ValidationError as exc:
         raise MelangeError(f"{source.name}: {_one_line(exc)}") from None
     except MelangeError as exc:

@@ -4,20 +4,32 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
 
-from melange.cli.options import normalize_option, parse_duration, scenario_argument, solver_options
+from melange.cli.options import (
+    SEED,
+    catalog_option,
+    check_output,
+    normalize_option,
+    parse_duration,
+    scenario_argument,
+    solver_options,
+)
 from melange.cli.solve import options_from_flags
-from melange.core import Slo
-from melange.report import console, plan_table, shares_table, write_json
-from melange.scenario import load_scenario
-from melange.validate import Round, plan_and_validate, why_not_validated
+
+if TYPE_CHECKING:  # heavy modules are imported where used (fast start-up)
+    from rich.table import Table
+
+    from melange.core import Slo
+    from melange.validate import Round
 
 
 def rounds_table(rounds: list[Round], target: float | None) -> Table:
     """One row per round: cost, counts, attainment against the target, what was tightened."""
+    from rich.table import Table
+
     goal = "no SLO" if target is None else f"target attainment {target:.1%}"
     table = Table(title=f"Validation rounds ({goal})")
     for col in ("round", "$/h", "instances", "attainment", "held", "tightened cells"):
@@ -41,19 +53,26 @@ def describe_slo(slo: Slo | None) -> str:
 @click.command()
 @scenario_argument
 @normalize_option
+@catalog_option
 @solver_options
 @click.option("--rounds", "max_rounds", type=click.IntRange(1, 50), default=5, show_default=True,
               help="Most solve-simulate rounds.")
 @click.option("--requests", type=click.IntRange(min=1), help="Simulated requests per round.")
 @click.option("--duration", help="Simulated traffic per round, e.g. 10m (instead of --requests).")
-@click.option("--seed", type=int, help="Simulation seed (default: the scenario's).")
+@click.option("--seed", type=SEED, help="Simulation seed (default: the scenario's).")
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="Directory for plan.json and rounds.jsonl.")
-def plan(scenario, normalize, slice_factor, headroom, utilization, time_limit, backend, max_rounds,
+def plan(scenario, normalize, extra, slice_factor, headroom, utilization, time_limit, backend, max_rounds,
          requests, duration, seed, output):
     """Cheapest GPU mix for SCENARIO (default: built-in) that holds its SLO in simulation."""
-    sc = load_scenario(scenario, normalize=normalize)
+    from melange.cli import EXIT_GOAL_MISSED
+    from melange.report import console, plan_table, shares_table, write_json
+    from melange.scenario import load_scenario
+    from melange.validate import plan_and_validate, why_not_validated
+
+    check_output(output, "-o", is_dir=True)
+    sc = load_scenario(scenario, normalize=normalize, catalog=extra)
     sc.solve = options_from_flags(sc.solve, slice_factor, headroom, utilization, time_limit, backend)
-    duration_s = parse_duration(duration) if duration else None
+    duration_s = parse_duration(duration, "--duration") if duration else None
     out = console()
     out.print(f"[bold]{sc.name}[/]: {sc.workload.rate:g} req/s, {describe_slo(sc.slo)}, {len(sc.gpus)} GPU types")
     log = None
@@ -86,3 +105,5 @@ def plan(scenario, normalize, slice_factor, headroom, utilization, time_limit, b
     if output:
         write_json(Path(output) / "plan.json", report.to_dict())
         out.print(f"wrote {output}/plan.json and rounds.jsonl")
+    if report.best is None and not reason:
+        raise click.exceptions.Exit(EXIT_GOAL_MISSED)
