@@ -44,10 +44,11 @@ MAX_RATE = 1e6  # req/s: far beyond any fleet the simulator or a profile can des
 MAX_INSTANCES = 10_000  # instances of one type a scenario may force (min_count)
 
 
-def _units(parse):
-    """A file field that also takes the CLI's unit strings ('100ms', '16/s', '99%'): one parser."""
+def _units(parse, numbers: bool = False):
+    """A file field that also takes the CLI's unit strings ('100ms', '16/s', '99%'): one parser.
+    `numbers`: bare numbers go through it too (a percentage's 10 is ambiguous, as on the CLI)."""
     def check(value):
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        if isinstance(value, str) or (numbers and isinstance(value, (int, float)) and not isinstance(value, bool)):
             try:
                 return parse(value)
             except MelangeError as exc:
@@ -61,7 +62,7 @@ NonNegFloat = Annotated[float, Field(ge=0)]
 Table = list[list[NonNegFloat]]
 Millis = Annotated[float, Field(gt=0), _units(lambda v: parse_duration(v, "", bare="ms") * 1e3)]
 Seconds = Annotated[float, Field(ge=0), _units(lambda v: parse_duration(v, "", bare="s", allow_zero=True))]
-Fraction = Annotated[float, _units(lambda v: parse_fraction(v, ""))]
+Fraction = Annotated[float, _units(lambda v: parse_fraction(v, ""), numbers=True)]
 Rate = Annotated[float, Field(gt=0, le=MAX_RATE), _units(lambda v: parse_rate(v, ""))]
 
 

@@ -68,7 +68,7 @@ def profile(simulate: bool, gpu: str, model: str, slo_tpot: str, slo_definition:
     Buckets are cached as they finish: an interrupted run (Ctrl-C, SIGTERM) keeps them and a
     re-run of the same command resumes."""
     if not simulate:
-        raise MelangeError("profile: give the mode, --simulate (real-server profiling is not built yet)")
+        raise MelangeError("profile: only --simulate is available yet; give it (real-server profiling is not built)")
     share = parse_fraction(attainment, "--attainment", high=1.0)
     if not share > 0:
         raise MelangeError("--attainment: must be in (0, 100%]")
