@@ -219,8 +219,11 @@ def _format_loc(loc: tuple) -> str:
 
 
 def _one_line(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = _format_loc(tuple(err["loc"]))
+    errors = exc.errors()
+    loc = _format_loc(tuple(errors[0]["loc"]))
+    # A union (e.g. grid: 'paper' or edges) reports each branch: the deepest one says what is wrong.
+    err, loc = max(((e, _format_loc(tuple(e["loc"]))) for e in errors if _format_loc(tuple(e["loc"])).startswith(loc)),
+                   key=lambda el: len(el[1]))
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "unknown key"

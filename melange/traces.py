@@ -10,11 +10,15 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 
 from melange.core import MelangeError
 from melange.files import read_text
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where a trace is read: a scenario without traces loads faster
 
 BUILTIN_TRACES = Path(__file__).parent / "scenarios" / "traces"
 
@@ -60,6 +64,8 @@ def _column(frame: pd.DataFrame, names: tuple[str, ...], path: Path, required: b
 
 def _seconds(values: np.ndarray, path: Path) -> np.ndarray:
     """Arrival times as float seconds: numbers, or date-times (ISO 8601 and the like)."""
+    import pandas as pd
+
     if np.issubdtype(values.dtype, np.number):
         return values.astype(float)
     try:
@@ -74,6 +80,8 @@ def _seconds(values: np.ndarray, path: Path) -> np.ndarray:
 def load_trace(name: str | Path, base: Path | None = None) -> Trace:
     """Read a trace CSV (UTF-8); lengths must be positive integers, arrivals non-decreasing
     seconds or date-times."""
+    import pandas as pd
+
     path = resolve_trace_path(name, base)
     text = read_text(path)
     try:
