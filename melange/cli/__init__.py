@@ -84,6 +84,7 @@ def cli() -> None:
 def main() -> None:
     """Console-script entry point: SIGTERM stops a command like Ctrl-C does (exit 143)."""
     signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
     try:
         cli(prog_name="melange")
     except KeyboardInterrupt as exc:  # raised outside a command (e.g. while importing it)
