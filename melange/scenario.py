@@ -42,6 +42,10 @@ SUM_TOLERANCE = 1e-3  # a distribution may be off by rounding; larger errors nee
 
 MAX_RATE = 1e6  # req/s: far beyond any fleet the simulator or a profile can describe
 MAX_INSTANCES = 10_000  # instances of one type a scenario may force (min_count)
+MAX_TOKENS = 10_000_000  # bucket edges, context and batch sizes: beyond any model (and int64-safe)
+MAX_STEP_S = 60.0  # a step-time coefficient above a minute is a unit mistake, not a GPU
+Tokens = Annotated[int, Field(ge=1, le=MAX_TOKENS)]
+StepCoef = Annotated[float, Field(ge=0, le=MAX_STEP_S)]
 
 
 def _units(parse, numbers: bool = False):
@@ -74,8 +78,8 @@ class _Strict(BaseModel):
 # --- file schema (ours) -------------------------------------------------------------------
 
 class GridSpec(_Strict):
-    input_edges: list[Annotated[int, Field(ge=1)]]
-    output_edges: list[Annotated[int, Field(ge=1)]]
+    input_edges: list[Tokens]
+    output_edges: list[Tokens]
 
 
 class ArrivalSpec(_Strict):
@@ -105,18 +109,18 @@ class SloSpec(_Strict):
 
 
 class EngineSpec(_Strict):
-    max_num_seqs: Annotated[int, Field(ge=1)] = 256
-    block_size: Annotated[int, Field(ge=1)] = 16
-    max_num_batched_tokens: Annotated[int, Field(ge=1)] | None = None
-    max_model_len: Annotated[int, Field(ge=1)] | None = None
+    max_num_seqs: Tokens = 256
+    block_size: Tokens = 16
+    max_num_batched_tokens: Tokens | None = None
+    max_model_len: Tokens | None = None
 
 
 class LinearStepSpec(_Strict):
-    alpha: NonNegFloat
-    beta_prefill: NonNegFloat
-    beta_decode: NonNegFloat
-    beta_kv: NonNegFloat
-    kv_capacity_tokens: Annotated[int, Field(ge=1)]
+    alpha: StepCoef
+    beta_prefill: StepCoef
+    beta_decode: StepCoef
+    beta_kv: StepCoef
+    kv_capacity_tokens: Annotated[int, Field(ge=1, le=10**12)]
 
 
 class GpuSpec(_Strict):

@@ -97,7 +97,7 @@ def plan_and_validate(sc: Scenario, *, max_rounds: int = 5, requests: int | None
         result = simulate(plan, sc.workload, sc.step_models, sc.engines, sc.slo,
                           requests=requests, duration_s=duration_s,
                           seed=sim.seed if seed is None else seed, router=sim.router, warmup_s=sim.warmup_s)
-        attained = float(result.summary["attainment"]["overall"])
+        attained = float(result.summary["attainment"]["overall"] or 0.0)  # 0 counted: not held
         held = attained >= sc.slo.attainment
         round_ = Round(index, plan, attained, held, summary=result.summary)
         rounds.append(round_)
