@@ -32,7 +32,7 @@ from melange.core import (
     StepTimeModel,
     Workload,
 )
-from melange.cli.options import parse_duration, parse_fraction, parse_rate
+from melange.units import parse_duration, parse_fraction, parse_rate
 from melange.files import load_json, load_yaml, read_text
 from melange.traces import load_trace, resolve_trace_path
 
