@@ -20,7 +20,8 @@ STEP = ("\n    step_time: {alpha: 0.01, beta_prefill: 0.0002, beta_decode: 0.000
         " kv_capacity_tokens: 50000}")
 SMALL = (DATA / "small.yaml").read_text().replace("cost: 1.01", "cost: 1.01" + STEP).replace(
     "cost: 3.67", "cost: 3.67" + STEP)
-MELANGE = [str(Path(sys.executable).parent / "melange")]
+# The CLI of whatever `melange` package is first on PYTHONPATH (e.g. an unpacked older commit).
+MELANGE = [sys.executable, "-c", "from melange.cli import main; main()"]
 
 
 def files(tmp: Path) -> dict[str, Path]:

@@ -14,10 +14,11 @@ import os
 import tempfile
 from collections.abc import Hashable, Iterator
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from melange.core import MelangeError
+from melange.errors import MelangeError
 
 
 _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
@@ -150,3 +151,25 @@ def atomic_replace_dir_files(staging: Path, target: Path) -> list[Path]:
         os.replace(f, target / f.name)
         moved.append(target / f.name)
     return moved
+
+
+def read_document(path: Path) -> dict[str, Any]:
+    """Parse a YAML or JSON file (UTF-8, or with a BOM) into a mapping; refuses duplicate keys;
+    any problem is one MelangeError line."""
+    if not path.is_file():
+        raise MelangeError(f"{path}: file not found")
+    text = read_text(path)
+    try:
+        data = load_json(text) if path.suffix == ".json" else load_yaml(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        kind = "JSON" if path.suffix == ".json" else "YAML"
+        where = getattr(exc, "lineno", None) or getattr(getattr(exc, "problem_mark", None), "line", None)
+        at = f" (line {where if isinstance(exc, json.JSONDecodeError) else where + 1})" if where is not None else ""
+        raise MelangeError(f"{path.name}: not valid {kind}{at}") from None
+    except MelangeError as exc:  # a duplicate key
+        raise MelangeError(f"{path.name}: {exc}") from None
+    except RecursionError:
+        raise MelangeError(f"{path.name}: nested too deeply") from None
+    if not isinstance(data, dict):
+        raise MelangeError(f"{path.name}: expected a mapping of keys at the top level")
+    return data

@@ -10,14 +10,12 @@ Every problem becomes one `MelangeError` line naming the field, e.g.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from melange.core import (
     Arrival,
@@ -32,43 +30,23 @@ from melange.core import (
     StepTimeModel,
     Workload,
 )
-from melange.units import parse_duration, parse_fraction, parse_rate
-from melange.files import load_json, load_yaml, read_text
+from melange.fields import (
+    MAX_INSTANCES,
+    Fraction,
+    Millis,
+    PositiveFloat,
+    Rate,
+    Seconds,
+    StepCoef,
+    Table,
+    Tokens,
+)
+from melange.files import read_document  # noqa: F401  (re-exported: plan, grid and profile files)
 from melange.traces import load_trace, resolve_trace_path
 
 BUILTIN_SCENARIOS = Path(__file__).parent / "scenarios"
 DEFAULT_SCENARIO = BUILTIN_SCENARIOS / "default.yaml"
 SUM_TOLERANCE = 1e-3  # a distribution may be off by rounding; larger errors need --normalize
-
-MAX_RATE = 1e6  # req/s: far beyond any fleet the simulator or a profile can describe
-MAX_INSTANCES = 10_000  # instances of one type a scenario may force (min_count)
-MAX_TOKENS = 10_000_000  # bucket edges, context and batch sizes: beyond any model (and int64-safe)
-MAX_STEP_S = 60.0  # a step-time coefficient above a minute is a unit mistake, not a GPU
-Tokens = Annotated[int, Field(ge=1, le=MAX_TOKENS)]
-StepCoef = Annotated[float, Field(ge=0, le=MAX_STEP_S)]
-
-
-def _units(parse, numbers: bool = False):
-    """A file field that also takes the CLI's unit strings ('100ms', '16/s', '99%'): one parser.
-    `numbers`: bare numbers go through it too (a percentage's 10 is ambiguous, as on the CLI)."""
-    def check(value):
-        if isinstance(value, str) or (numbers and isinstance(value, (int, float)) and not isinstance(value, bool)):
-            try:
-                return parse(value)
-            except MelangeError as exc:
-                raise ValueError(str(exc).split(": ", 1)[-1]) from None
-        return value
-    return BeforeValidator(check)
-
-
-PositiveFloat = Annotated[float, Field(gt=0)]
-NonNegFloat = Annotated[float, Field(ge=0)]
-Table = list[list[NonNegFloat]]
-Millis = Annotated[float, Field(gt=0), _units(lambda v: parse_duration(v, "", bare="ms") * 1e3)]
-Seconds = Annotated[float, Field(ge=0), _units(lambda v: parse_duration(v, "", bare="s", allow_zero=True))]
-Fraction = Annotated[float, _units(lambda v: parse_fraction(v, ""), numbers=True)]
-Rate = Annotated[float, Field(gt=0, le=MAX_RATE), _units(lambda v: parse_rate(v, ""))]
-
 
 class _Strict(BaseModel):
     # strict: a bool is not a number, 1.9 is not an integer, "16" is not a number (units aside)
@@ -241,28 +219,6 @@ def _one_line(exc: ValidationError) -> str:
         msg = f"must be an integer, got {err['input']:g}"
     msg = msg.replace("Input should be", "must be").replace("Value error, ", "")
     return f"{loc}: {msg}" if loc else msg
-
-
-def read_document(path: Path) -> dict[str, Any]:
-    """Parse a YAML or JSON file (UTF-8, or with a BOM) into a mapping; refuses duplicate keys;
-    any problem is one MelangeError line."""
-    if not path.is_file():
-        raise MelangeError(f"{path}: file not found")
-    text = read_text(path)
-    try:
-        data = load_json(text) if path.suffix == ".json" else load_yaml(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        kind = "JSON" if path.suffix == ".json" else "YAML"
-        where = getattr(exc, "lineno", None) or getattr(getattr(exc, "problem_mark", None), "line", None)
-        at = f" (line {where if isinstance(exc, json.JSONDecodeError) else where + 1})" if where is not None else ""
-        raise MelangeError(f"{path.name}: not valid {kind}{at}") from None
-    except MelangeError as exc:  # a duplicate key
-        raise MelangeError(f"{path.name}: {exc}") from None
-    except RecursionError:
-        raise MelangeError(f"{path.name}: nested too deeply") from None
-    if not isinstance(data, dict):
-        raise MelangeError(f"{path.name}: expected a mapping of keys at the top level")
-    return data
 
 
 def _table(name: str, rows: list[list[float]], shape: tuple[int, int]) -> np.ndarray:
