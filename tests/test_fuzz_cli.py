@@ -29,7 +29,7 @@ BASE = {
     "solver": {"slice_factor": 4, "headroom": 0.0, "utilization": 1.0},
     "simulation": {"requests": 60, "warmup_s": 0, "seed": 1},
 }
-EXAMPLES = int(os.environ.get("MELANGE_FUZZ_EXAMPLES", "40"))  # raise it for a longer hunt
+EXAMPLES = int(os.environ.get("MELANGE_FUZZ_EXAMPLES", "100"))  # raise it for a longer hunt
 PLAN = {"counts": {"A10G": 2, "A100": 1}, "share": {"A10G": [[1, 1], [1, 0]], "A100": [[0, 0], [0, 1]]}, "cost": 5.7}
 # Tiny positive profile cells (1e-300) crash HiGHS: branch `opt` (issue 11) bounds them; add 1e-300
 # here once it is merged.
