@@ -155,3 +155,27 @@ def test_a_corrupt_cache_entry_is_recomputed_and_named(tmp_path):
     messages.clear()
     build_profile("A10G", "llama-2-7b", Slo(120.0), grid, cache=tmp_path, workers=1, notify=messages.append)
     assert messages == []  # fixed for good, not failing forever
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_solve_stops_at_once_while_the_solver_runs(tmp_path, sig):
+    """Native solver code holds signals until it returns; the CLI waits for it in a thread."""
+    import numpy as np
+    import yaml
+
+    from melange.optimizer.instances import random_instance
+
+    w, gpus, profiles = random_instance(np.random.default_rng(3), 30, 20, 12, rate=500)
+    doc = {"grid": {"input_edges": list(w.grid.in_edges), "output_edges": list(w.grid.out_edges)},
+           "workload": {"rate": 500, "distribution": w.distribution.tolist()},
+           "gpus": [{"name": g.name, "cost": g.cost, "profile": profiles[g.name].max_rate.tolist()} for g in gpus],
+           "solver": {"slice_factor": 64}}
+    (tmp_path / "big.yaml").write_text(yaml.safe_dump(doc))
+    proc = subprocess.Popen([*MELANGE, "solve", str(tmp_path / "big.yaml"), "--backend", "cbc"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    if proc.poll() is not None:
+        pytest.skip("the solve finished within 3 s on this machine")
+    code, seconds, _, err = stop(proc, sig)
+    assert code == CODES[sig] and seconds < 2.0 and "Traceback" not in err, (code, seconds, err)

@@ -11,7 +11,7 @@ import click
 from melange.errors import MelangeError
 from melange.units import parse_duration, parse_fraction, parse_ms, parse_rate
 
-__all__ = ["parse_duration", "parse_fraction", "parse_ms", "parse_rate", "parse_slice_factor", "check_output",
+__all__ = ["interruptible", "parse_duration", "parse_fraction", "parse_ms", "parse_rate", "parse_slice_factor", "check_output",
            "SEED", "catalog_option", "scenario_argument", "normalize_option", "solver_options"]
 
 
@@ -33,6 +33,28 @@ def check_output(path: str | None, what: str = "-o", *, is_dir: bool = False) ->
     if not path.strip():
         raise MelangeError(f"{what}: empty path")
     check_writable(path, what, is_dir=is_dir)
+
+
+def interruptible(fn, *args, **kwargs):
+    """Call `fn` in a worker thread so that Ctrl-C/SIGTERM stop the command at once, even while
+    it runs native code (a MILP solver) that would hold the signal until it returns."""
+    import threading
+
+    box: dict = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn(*args, **kwargs)
+        except BaseException as exc:  # handed to the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True, name="melange-work")
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.1)  # the main thread stays in Python, where signals are handled
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 SEED = click.IntRange(0, 2**63 - 1)

@@ -12,6 +12,7 @@ from melange.cli.options import (
     SEED,
     catalog_option,
     check_output,
+    interruptible,
     normalize_option,
     parse_duration,
     scenario_argument,
@@ -89,7 +90,7 @@ def plan(scenario, normalize, extra, slice_factor, headroom, utilization, time_l
             log.flush()
 
     with out.status("solving and simulating…"):
-        report = plan_and_validate(sc, max_rounds=max_rounds, requests=requests, duration_s=duration_s,
+        report = interruptible(plan_and_validate, sc, max_rounds=max_rounds, requests=requests, duration_s=duration_s,
                                    seed=seed, on_round=on_round)
     if log:
         log.close()

@@ -7,6 +7,7 @@ import click
 from melange.cli.options import (
     catalog_option,
     check_output,
+    interruptible,
     normalize_option,
     parse_duration,
     parse_fraction,
@@ -57,11 +58,11 @@ def solve(scenario, normalize, extra, slice_factor, headroom, utilization, time_
     check_output(output)
     sc = load_scenario(scenario, normalize=normalize, catalog=extra)
     options = options_from_flags(sc.solve, slice_factor, headroom, utilization, time_limit, backend)
-    plan = solve_plan(sc.workload, sc.gpus, sc.profiles, options)
+    plan = interruptible(solve_plan, sc.workload, sc.gpus, sc.profiles, options)
     out = console()
     out.print(plan_table(plan, sc.gpus, title=f"Plan for {sc.name} at {sc.workload.rate:g} req/s"))
     out.print(shares_table(plan, sc.workload.grid, sc.workload.bucket_rates() * (1 + options.headroom)))
-    singles = single_type_plans(sc.workload, sc.gpus, sc.profiles, options) if baselines else None
+    singles = interruptible(single_type_plans, sc.workload, sc.gpus, sc.profiles, options) if baselines else None
     if singles is not None:
         out.print(baselines_table(plan, singles))
     if output:
