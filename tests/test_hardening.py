@@ -375,3 +375,14 @@ def test_cli_import_is_light():
             "'rich', 'pydantic', 'melange.perf.catalog') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["solve", "--nope"], "Error: No such option '--nope'. (see 'melange solve --help')"),
+    (["simulate", "--seed", "-1", "--plan", "x"], "Error: Invalid value for '--seed': -1 is not in the range x>=0."),
+    (["plan", "--rounds", "0"], "Error: Invalid value for '--rounds'"),
+])
+def test_usage_errors_are_one_line_too(args, message):
+    result = CliRunner().invoke(cli, args, prog_name="melange")
+    assert result.exit_code == 2 and result.output.strip().startswith(message), result.output
+    assert len(result.output.strip().splitlines()) == 1

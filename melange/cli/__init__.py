@@ -60,6 +60,28 @@ class MelangeGroup(click.Group):
         module, attr = COMMANDS[name].split(":")
         return getattr(importlib.import_module(module), attr)
 
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        """As click's, but a usage error (bad flag value, missing argument) is one line too."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            message = exc.format_message()
+            if "\n" in message:  # `melange` alone: the help text
+                click.echo(message, err=True)
+            else:
+                where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+                click.echo(f"Error: {message}{where}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(EXIT_GOAL_MISSED)
+        sys.exit(code if isinstance(code, int) else EXIT_OK)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)

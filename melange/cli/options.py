@@ -57,7 +57,7 @@ def interruptible(fn, *args, **kwargs):
     return box["value"]
 
 
-SEED = click.IntRange(0, 2**63 - 1)
+SEED = click.IntRange(min=0)
 catalog_option = click.option("--catalog", "extra", multiple=True, type=click.Path(dir_okay=False),
                               help="Extra catalog YAML file (same format as the built-in one); repeatable.")
 scenario_argument = click.argument("scenario", required=False, metavar="[SCENARIO]")
