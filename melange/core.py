@@ -6,17 +6,16 @@ Nothing here solves, simulates or reads files; the other sub-packages do, and im
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 import numpy as np
 
+from melange.errors import MelangeError  # noqa: F401  (re-exported; its module keeps the CLI light)
+
 PAPER_INPUT_EDGES = (1, 25, 100, 250, 500, 1000, 2000, 4000, 8000, 12000, 16000)
 PAPER_OUTPUT_EDGES = (1, 25, 100, 250, 500, 1000, 2000)
-
-
-class MelangeError(ValueError):
-    """A user-facing error: one line naming the field and the problem (CLI exit code 2)."""
 
 
 @dataclass(frozen=True)
@@ -170,7 +169,7 @@ class Plan:
     def from_dict(cls, d: dict) -> Plan:
         """Inverse of to_dict."""
         return cls(
-            counts={g: int(n) for g, n in d["counts"].items()},
+            counts={g: _count(g, n) for g, n in d["counts"].items()},
             share={g: np.asarray(s, dtype=float) for g, s in d["share"].items()},
             cost=float(d["cost"]),
             status=d.get("status", "optimal"),
@@ -179,6 +178,14 @@ class Plan:
             solve_time_s=d.get("solve_time_s"),
             slice_factor=d.get("slice_factor"),
         )
+
+
+def _count(gpu: str, n) -> int:
+    """An instance count from a file: a whole number (1.9 instances is a mistake, not 1)."""
+    whole = isinstance(n, (int, float)) and not isinstance(n, bool) and math.isfinite(n) and n == int(n)
+    if not whole or n < 0:
+        raise MelangeError(f"plan.counts.{gpu}: must be a whole number >= 0, got {n!r}")
+    return int(n)
 
 
 class StepTimeModel(Protocol):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from melange.core import BucketGrid, GpuType, MelangeError, Plan
+from melange.core import BucketGrid, GpuType, Plan
 
 
 def plan_table(plan: Plan, gpus: list[GpuType], title: str = "Plan") -> Table:
@@ -83,15 +84,24 @@ def _json_safe(value):
 
 
 def write_json(path: str | Path, data: dict) -> None:
-    """Write `data` as indented JSON (NaN/inf as null); a bad path is a one-line error."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(_json_safe(data), indent=2) + "\n")
-    except OSError as exc:
-        raise MelangeError(f"output {path}: cannot write ({exc.strerror})") from None
+    """Write `data` as indented JSON (NaN/inf as null), atomically; a bad path is a one-line error."""
+    from melange.files import atomic_write_text
+
+    atomic_write_text(path, json.dumps(_json_safe(data), indent=2) + "\n")
+
+
+class _UncutConsole(Console):
+    """Prints tables whose cells fold onto a second line instead of being cut ('327…')."""
+
+    def print(self, *objects, **kwargs) -> None:
+        for obj in objects:
+            if isinstance(obj, Table):
+                for column in obj.columns:
+                    column.overflow = "fold"
+        super().print(*objects, **kwargs)
 
 
 def console() -> Console:
-    """The console every command prints to."""
-    return Console()
+    """The console every command prints to: the terminal's width, or wide when piped, so a
+    table is never cut to 80 columns in a file or a pipe."""
+    return _UncutConsole(width=None if sys.stdout.isatty() else 1000)

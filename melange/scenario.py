@@ -10,13 +10,11 @@ Every problem becomes one `MelangeError` line naming the field, e.g.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from melange.core import (
@@ -32,26 +30,34 @@ from melange.core import (
     StepTimeModel,
     Workload,
 )
+from melange.fields import (
+    MAX_INSTANCES,
+    Fraction,
+    Millis,
+    PositiveFloat,
+    Rate,
+    Seconds,
+    StepCoef,
+    Table,
+    Tokens,
+)
+from melange.files import read_document  # noqa: F401  (re-exported: plan, grid and profile files)
 from melange.traces import load_trace, resolve_trace_path
 
 BUILTIN_SCENARIOS = Path(__file__).parent / "scenarios"
 DEFAULT_SCENARIO = BUILTIN_SCENARIOS / "default.yaml"
 SUM_TOLERANCE = 1e-3  # a distribution may be off by rounding; larger errors need --normalize
 
-PositiveFloat = Annotated[float, Field(gt=0)]
-NonNegFloat = Annotated[float, Field(ge=0)]
-Table = list[list[NonNegFloat]]
-
-
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+    # strict: a bool is not a number, 1.9 is not an integer, "16" is not a number (units aside)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, strict=True)
 
 
 # --- file schema (ours) -------------------------------------------------------------------
 
 class GridSpec(_Strict):
-    input_edges: list[Annotated[int, Field(ge=1)]]
-    output_edges: list[Annotated[int, Field(ge=1)]]
+    input_edges: list[Tokens]
+    output_edges: list[Tokens]
 
 
 class ArrivalSpec(_Strict):
@@ -66,7 +72,7 @@ class TraceDistribution(_Strict):
 
 
 class WorkloadSpec(_Strict):
-    rate: PositiveFloat
+    rate: Rate
     distribution: Table | TraceDistribution | None = None
     arrival: ArrivalSpec = ArrivalSpec()
     lengths: Literal["uniform", "trace"] = "uniform"
@@ -74,25 +80,25 @@ class WorkloadSpec(_Strict):
 
 
 class SloSpec(_Strict):
-    tpot_ms: PositiveFloat
+    tpot_ms: Millis
     definition: Literal["mean", "decode"] = "mean"
-    ttft_ms: PositiveFloat | None = None
-    attainment: Annotated[float, Field(gt=0, le=1)] = 0.99
+    ttft_ms: Millis | None = None
+    attainment: Annotated[Fraction, Field(gt=0, le=1)] = 0.99
 
 
 class EngineSpec(_Strict):
-    max_num_seqs: Annotated[int, Field(ge=1)] = 256
-    block_size: Annotated[int, Field(ge=1)] = 16
-    max_num_batched_tokens: Annotated[int, Field(ge=1)] | None = None
-    max_model_len: Annotated[int, Field(ge=1)] | None = None
+    max_num_seqs: Tokens = 256
+    block_size: Tokens = 16
+    max_num_batched_tokens: Tokens | None = None
+    max_model_len: Tokens | None = None
 
 
 class LinearStepSpec(_Strict):
-    alpha: NonNegFloat
-    beta_prefill: NonNegFloat
-    beta_decode: NonNegFloat
-    beta_kv: NonNegFloat
-    kv_capacity_tokens: Annotated[int, Field(ge=1)]
+    alpha: StepCoef
+    beta_prefill: StepCoef
+    beta_decode: StepCoef
+    beta_kv: StepCoef
+    kv_capacity_tokens: Annotated[int, Field(ge=1, le=10**12)]
 
 
 class GpuSpec(_Strict):
@@ -101,8 +107,8 @@ class GpuSpec(_Strict):
     gpus: Annotated[int, Field(ge=1)] = 1
     memory_gb: PositiveFloat | None = None
     max_count: Annotated[int, Field(ge=0)] | None = None
-    min_count: Annotated[int, Field(ge=0)] = 0
-    utilization: Annotated[float, Field(gt=0, le=1)] | None = None
+    min_count: Annotated[int, Field(ge=0, le=MAX_INSTANCES)] = 0
+    utilization: Annotated[Fraction, Field(gt=0, le=1)] | None = None
     profile: Table | str | None = None  # inline max-rate table, or a file holding one
     engine: EngineSpec = EngineSpec()
     step_time: LinearStepSpec | Literal["roofline"] | None = None  # roofline: catalog x model
@@ -111,17 +117,17 @@ class GpuSpec(_Strict):
 
 class SolverSpec(_Strict):
     slice_factor: Annotated[int, Field(ge=1)] | Literal["continuous"] = 8
-    headroom: NonNegFloat = 0.0
-    utilization: Annotated[float, Field(gt=0, le=1)] = 1.0
-    time_limit_s: PositiveFloat = 60.0
+    headroom: Annotated[Fraction, Field(ge=0)] = 0.0
+    utilization: Annotated[Fraction, Field(gt=0, le=1)] = 1.0
+    time_limit_s: Annotated[Seconds, Field(gt=0)] = 60.0
     backend: Literal["highs", "cbc"] = "highs"
 
 
 class SimulationSpec(_Strict):
     requests: Annotated[int, Field(ge=1)] | None = None
-    duration_s: PositiveFloat | None = None
-    warmup_s: NonNegFloat = 0.0
-    seed: int = 0
+    duration_s: Annotated[Seconds, Field(gt=0)] | None = None
+    warmup_s: Seconds = 0.0
+    seed: Annotated[int, Field(ge=0)] = 0
     router: Literal["least_work", "round_robin", "random"] = "least_work"
 
 
@@ -156,7 +162,7 @@ class SeedGpu(_Strict):
 class SeedSpec(_Strict):
     gpu_info: Annotated[dict[str, SeedGpu], Field(min_length=1)]
     workload_distribution: Table
-    total_request_rate: PositiveFloat
+    total_request_rate: Rate
     slice_factor: Annotated[int, Field(ge=1)] = 1
 
 
@@ -195,8 +201,11 @@ def _format_loc(loc: tuple) -> str:
 
 
 def _one_line(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = _format_loc(tuple(err["loc"]))
+    errors = exc.errors()
+    loc = _format_loc(tuple(errors[0]["loc"]))
+    # A union (e.g. grid: 'paper' or edges) reports each branch: the deepest one says what is wrong.
+    err, loc = max(((e, _format_loc(tuple(e["loc"]))) for e in errors if _format_loc(tuple(e["loc"])).startswith(loc)),
+                   key=lambda el: len(el[1]))
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
@@ -204,25 +213,12 @@ def _one_line(exc: ValidationError) -> str:
         msg = "required key missing"
     elif err["type"] in ("finite_number",):
         msg = "must be a finite number (got NaN or inf)"
+    elif isinstance(err.get("input"), bool) and err["type"] in ("float_type", "int_type"):
+        msg = f"must be a number, not {str(err['input']).lower()}"
+    elif err["type"] in ("int_type", "int_from_float") and isinstance(err.get("input"), float):
+        msg = f"must be an integer, got {err['input']:g}"
     msg = msg.replace("Input should be", "must be").replace("Value error, ", "")
     return f"{loc}: {msg}" if loc else msg
-
-
-def read_document(path: Path) -> dict[str, Any]:
-    """Parse a YAML or JSON file into a mapping; any problem is one MelangeError line."""
-    if not path.is_file():
-        raise MelangeError(f"{path}: file not found")
-    text = path.read_text()
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        kind = "JSON" if path.suffix == ".json" else "YAML"
-        where = getattr(exc, "lineno", None) or getattr(getattr(exc, "problem_mark", None), "line", None)
-        at = f" (line {where if isinstance(exc, json.JSONDecodeError) else where + 1})" if where is not None else ""
-        raise MelangeError(f"{path.name}: not valid {kind}{at}") from None
-    if not isinstance(data, dict):
-        raise MelangeError(f"{path.name}: expected a mapping of keys at the top level")
-    return data
 
 
 def _table(name: str, rows: list[list[float]], shape: tuple[int, int]) -> np.ndarray:
@@ -269,9 +265,12 @@ def _load_profile(gpu: GpuSpec, shape: tuple[int, int], base: Path, spec: Scenar
         return None
     where = f"gpus[{gpu.name}].profile"
     if isinstance(gpu.profile, str):
-        if not (base / gpu.profile).is_file():
-            raise MelangeError(f"{where}: file {gpu.profile} not found")
-        data = read_document(base / gpu.profile)
+        # Beside the scenario file first, then among the built-in scenarios (profiles/...).
+        path = next((p for p in (base / gpu.profile, BUILTIN_SCENARIOS / gpu.profile) if p.is_file()), None)
+        if path is None:
+            raise MelangeError(f"{where}: file {gpu.profile} not found (looked in {base} and the built-in "
+                               "scenarios directory)")
+        data = read_document(path)
         mismatch = None if force or spec is None else _profile_mismatch(data, gpu, spec, grid)
         if mismatch:
             raise MelangeError(f"{where}: {gpu.profile} was made for another setup, {mismatch} "
@@ -315,7 +314,8 @@ def _from_seed(spec: SeedSpec, normalize: bool, source: Path) -> Scenario:
     )
 
 
-def _with_catalog(g: GpuSpec, model: str | None, engine: EngineConfig) -> tuple[GpuSpec, StepTimeModel | None]:
+def _with_catalog(g: GpuSpec, model: str | None, engine: EngineConfig,
+                  extra: tuple[str, ...] = ()) -> tuple[GpuSpec, StepTimeModel | None]:
     """Fill a GPU's cost/gpus/memory from its `catalog` entry; build its roofline step model."""
     where = f"gpus[{g.name}]"
     if g.catalog is None:
@@ -327,7 +327,7 @@ def _with_catalog(g: GpuSpec, model: str | None, engine: EngineConfig) -> tuple[
     from melange.perf import load_catalog, roofline_model  # perf is only needed with catalog GPUs
     from melange.perf.catalog import GB, Instance
 
-    catalog = load_catalog()
+    catalog = load_catalog(extra)
     inst = catalog.instance(g.catalog)
     if "gpus" in g.model_fields_set:
         inst = Instance(inst.gpu, g.gpus)
@@ -340,7 +340,8 @@ def _with_catalog(g: GpuSpec, model: str | None, engine: EngineConfig) -> tuple[
     return g, roofline_model(inst, catalog.model(model), engine)
 
 
-def _from_spec(spec: ScenarioSpec, normalize: bool, source: Path, force: bool = False) -> Scenario:
+def _from_spec(spec: ScenarioSpec, normalize: bool, source: Path, extra: tuple[str, ...] = (),
+               force: bool = False) -> Scenario:
     base = source.parent
     grid = BucketGrid.paper() if spec.grid == "paper" else BucketGrid(
         tuple(spec.grid.input_edges), tuple(spec.grid.output_edges))
@@ -372,7 +373,7 @@ def _from_spec(spec: ScenarioSpec, normalize: bool, source: Path, force: bool = 
     for g in spec.gpus:
         if g.max_count is not None and g.max_count < g.min_count:
             raise MelangeError(f"gpus[{g.name}].max_count: {g.max_count} is below min_count {g.min_count}")
-        g, catalog_step = _with_catalog(g, spec.model, EngineConfig(**g.engine.model_dump()))
+        g, catalog_step = _with_catalog(g, spec.model, EngineConfig(**g.engine.model_dump()), extra)
         gpus.append(GpuType(g.name, g.cost, g.gpus, g.memory_gb, g.max_count, g.min_count, g.utilization))
         profile = _load_profile(g, grid.shape, base, spec, grid, force)
         if profile is not None:
@@ -398,9 +399,11 @@ def _from_spec(spec: ScenarioSpec, normalize: bool, source: Path, force: bool = 
     )
 
 
-def load_scenario(path: str | Path | None = None, *, normalize: bool = False, force: bool = False) -> Scenario:
+def load_scenario(path: str | Path | None = None, *, normalize: bool = False,
+                  catalog: tuple[str, ...] = (), force: bool = False) -> Scenario:
     """Load and validate a scenario file (ours or the seed's format); None = the built-in default.
-    `force`: accept profile files made for another GPU, model, SLO or grid."""
+    `catalog`: extra catalog files whose GPUs and models the scenario may name; `force`: accept
+    profile files made for another GPU, model, SLO or grid."""
     source = DEFAULT_SCENARIO if path is None else Path(path)
     if path is not None and not source.exists() and (BUILTIN_SCENARIOS / f"{path}.yaml").is_file():
         source = BUILTIN_SCENARIOS / f"{path}.yaml"  # a built-in scenario named by stem
@@ -409,7 +412,7 @@ def load_scenario(path: str | Path | None = None, *, normalize: bool = False, fo
     try:
         if is_seed:
             return _from_seed(SeedSpec.model_validate(data), normalize, source)
-        return _from_spec(ScenarioSpec.model_validate(data), normalize, source, force)
+        return _from_spec(ScenarioSpec.model_validate(data), normalize, source, tuple(catalog), force)
     except ValidationError as exc:
         raise MelangeError(f"{source.name}: {_one_line(exc)}") from None
     except MelangeError as exc:

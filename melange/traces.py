@@ -6,13 +6,19 @@ and can be named by file stem, e.g. `splitwise_conv`.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 
 from melange.core import MelangeError
+from melange.files import read_text
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where a trace is read: a scenario without traces loads faster
 
 BUILTIN_TRACES = Path(__file__).parent / "scenarios" / "traces"
 
@@ -56,11 +62,30 @@ def _column(frame: pd.DataFrame, names: tuple[str, ...], path: Path, required: b
     return None
 
 
-def load_trace(name: str | Path, base: Path | None = None) -> Trace:
-    """Read a trace CSV; lengths must be positive integers, arrivals non-decreasing."""
-    path = resolve_trace_path(name, base)
+def _seconds(values: np.ndarray, path: Path) -> np.ndarray:
+    """Arrival times as float seconds: numbers, or date-times (ISO 8601 and the like)."""
+    import pandas as pd
+
+    if np.issubdtype(values.dtype, np.number):
+        return values.astype(float)
     try:
-        frame = pd.read_csv(path)
+        stamps = pd.to_datetime(pd.Series(values), format="mixed")
+    except (ValueError, TypeError, OverflowError):
+        raise MelangeError(f"trace {path.name}: arrival times must be numbers (s) or date-times") from None
+    if stamps.isna().any():
+        raise MelangeError(f"trace {path.name}: arrival times must be numbers (s) or date-times")
+    return (stamps - stamps.iloc[0]).dt.total_seconds().to_numpy()
+
+
+def load_trace(name: str | Path, base: Path | None = None) -> Trace:
+    """Read a trace CSV (UTF-8); lengths must be positive integers, arrivals non-decreasing
+    seconds or date-times."""
+    import pandas as pd
+
+    path = resolve_trace_path(name, base)
+    text = read_text(path)
+    try:
+        frame = pd.read_csv(io.StringIO(text))
     except Exception as exc:  # pandas raises many types for malformed CSV
         raise MelangeError(f"trace {path.name}: cannot read CSV ({exc.__class__.__name__})") from None
     inputs = _column(frame, _INPUT, path, required=True)
@@ -69,10 +94,11 @@ def load_trace(name: str | Path, base: Path | None = None) -> Trace:
     if len(inputs) == 0:
         raise MelangeError(f"trace {path.name}: no rows")
     for label, values in (("input tokens", inputs), ("output tokens", outputs)):
-        if not np.issubdtype(values.dtype, np.number) or np.any(~np.isfinite(values)) or np.any(values < 1):
+        if (not np.issubdtype(values.dtype, np.number) or np.any(~np.isfinite(values)) or np.any(values < 1)
+                or np.any(values != np.round(values))):  # 50.7 tokens is a unit mistake, not 50
             raise MelangeError(f"trace {path.name}: {label} must be positive integers")
     if arrivals is not None:
-        arrivals = arrivals.astype(float)
+        arrivals = _seconds(arrivals, path)
         if np.any(~np.isfinite(arrivals)) or np.any(np.diff(arrivals) < 0):
             raise MelangeError(f"trace {path.name}: arrival times must be finite and non-decreasing")
         arrivals = arrivals - arrivals[0]

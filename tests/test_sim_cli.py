@@ -70,7 +70,7 @@ def test_duration_seed_router_and_exact_flags(files):
     tmp, scenario, plan = files
     p = plan(*GOOD)
     runs = []
-    for extra in (["--duration", "1m", "--seed", "4"], ["--duration", "60", "--seed", "4", "--exact"]):
+    for extra in (["--duration", "1m", "--seed", "4"], ["--duration", "60s", "--seed", "4", "--exact"]):
         out = tmp / f"run{len(runs)}"
         result = CliRunner().invoke(cli, ["simulate", scenario, "--plan", p, "--router", "round_robin",
                                           "-o", str(out), *extra])

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import click
-from rich.table import Table
 
 from melange.cli.options import catalog_option
-from melange.perf.catalog import GB, load_catalog
-from melange.report import console
 
 
 @click.group()
@@ -19,6 +16,11 @@ def gpus() -> None:
 @catalog_option
 def list_gpus(extra: tuple[str, ...]) -> None:
     """List known GPUs: dense FP16/BF16 TFLOP/s, bandwidth, memory, interconnect, $/h."""
+    from rich.table import Table
+
+    from melange.perf.catalog import GB, load_catalog
+    from melange.report import console
+
     table = Table(title="GPUs (an instance of N GPUs is named NxGPU, e.g. 4xH100; cost N x $/h)")
     for col in ("name", "TFLOP/s", "GB/s", "memory GB", "interconnect", "max GPUs", "$/h per GPU"):
         table.add_column(col, justify="left" if col in ("name", "interconnect") else "right", no_wrap=col == "name")

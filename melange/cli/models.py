@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import click
-from rich.table import Table
 
 from melange.cli.options import catalog_option
-from melange.perf.catalog import GB, load_catalog
-from melange.report import console
 
 
 @click.group()
@@ -19,6 +16,11 @@ def models() -> None:
 @catalog_option
 def list_models(extra: tuple[str, ...]) -> None:
     """List known models: size, architecture and KV-cache bytes per token."""
+    from rich.table import Table
+
+    from melange.perf.catalog import GB, load_catalog
+    from melange.report import console
+
     table = Table(title="Models")
     for col in ("name", "params (B)", "weights GB", "layers", "hidden", "heads", "KV heads",
                 "head dim", "KV MB/token", "max context"):

@@ -1,42 +1,18 @@
-"""Click options and value parsers shared by several subcommands."""
+"""Click options shared by several subcommands; the value parsers live in melange/units.py
+(one parser for options and file fields) and are re-exported here.
+
+This module imports only click and light modules, so `melange --help` starts instantly.
+"""
 
 from __future__ import annotations
 
-import re
-
 import click
 
-from melange.core import MelangeError
+from melange.errors import MelangeError
+from melange.units import parse_duration, parse_fraction, parse_ms, parse_rate
 
-
-def parse_fraction(text: str, name: str) -> float:
-    """'10%' or '0.1' -> 0.1."""
-    try:
-        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
-    except ValueError:
-        raise MelangeError(f"{name}: '{text}' is not a number or percentage") from None
-    if not (value >= 0 and value < float("inf")):
-        raise MelangeError(f"{name}: must be a finite number >= 0")
-    return value
-
-
-_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3}
-
-
-def parse_duration(text: str, name: str = "--duration", bare: str = "s") -> float:
-    """'1h', '30m', '90s', '120ms' -> seconds; a bare number is in unit `bare`."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(h|m|s|ms)?\s*", text)
-    if not match:
-        raise MelangeError(f"{name}: '{text}' is not a duration like 1h, 30m, 90s or 120ms")
-    value = float(match.group(1)) * _SECONDS[match.group(2) or bare]
-    if value <= 0:
-        raise MelangeError(f"{name}: must be > 0")
-    return value
-
-
-def parse_ms(text: str, name: str) -> float:
-    """'120ms', '0.12s' or a bare number of milliseconds -> milliseconds."""
-    return parse_duration(text, name, bare="ms") * 1000.0
+__all__ = ["interruptible", "parse_duration", "parse_fraction", "parse_ms", "parse_rate", "parse_slice_factor", "check_output",
+           "SEED", "catalog_option", "scenario_argument", "normalize_option", "solver_options"]
 
 
 def parse_slice_factor(text: str) -> int | str:
@@ -48,6 +24,40 @@ def parse_slice_factor(text: str) -> int | str:
     return int(text)
 
 
+def check_output(path: str | None, what: str = "-o", *, is_dir: bool = False) -> None:
+    """An output path given on the command line must be non-empty and writable (before any work)."""
+    if path is None:
+        return
+    from melange.files import check_writable
+
+    if not path.strip():
+        raise MelangeError(f"{what}: empty path")
+    check_writable(path, what, is_dir=is_dir)
+
+
+def interruptible(fn, *args, **kwargs):
+    """Call `fn` in a worker thread so that Ctrl-C/SIGTERM stop the command at once, even while
+    it runs native code (a MILP solver) that would hold the signal until it returns."""
+    import threading
+
+    box: dict = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn(*args, **kwargs)
+        except BaseException as exc:  # handed to the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True, name="melange-work")
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.1)  # the main thread stays in Python, where signals are handled
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+SEED = click.IntRange(min=0)
 catalog_option = click.option("--catalog", "extra", multiple=True, type=click.Path(dir_okay=False),
                               help="Extra catalog YAML file (same format as the built-in one); repeatable.")
 scenario_argument = click.argument("scenario", required=False, metavar="[SCENARIO]")
@@ -61,7 +71,7 @@ def solver_options(f):
         click.option("--slice-factor", help="Slices per bucket (integer) or 'continuous'."),
         click.option("--headroom", help="Over-provisioning, e.g. 10% (serve rate x 1.1)."),
         click.option("--utilization", help="Plan each GPU to at most this share of its max rate, e.g. 90%."),
-        click.option("--time-limit", type=float, help="Solver time limit, seconds."),
+        click.option("--time-limit", help="Solver time limit, e.g. 30s or 2m."),
         click.option("--backend", type=click.Choice(["highs", "cbc"]), help="MILP backend."),
     ]
     for option in reversed(options):

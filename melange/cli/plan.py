@@ -2,29 +2,30 @@
 
 from __future__ import annotations
 
-import click
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING
 
-from melange.cli import EXIT_GOAL_MISSED
-from melange.cli.options import normalize_option, parse_duration, scenario_argument, solver_options
-from melange.cli.solve import options_from_flags
-from melange.core import Slo
-from melange.report import console, plan_table, shares_table
-from melange.scenario import Scenario, load_scenario
-from melange.validate import (
-    BUCKET_MIN_REQUESTS,
-    BaselineResult,
-    PlanReport,
-    Round,
-    plan_and_validate,
-    plan_document,
-    run_settings,
-    saving,
-    validated_baselines,
-    why_not_validated,
+import click
+
+from melange.cli.options import (
+    SEED,
+    catalog_option,
+    check_output,
+    interruptible,
+    normalize_option,
+    parse_duration,
+    scenario_argument,
+    solver_options,
 )
-from melange.validate.store import RunDir, inputs_hash
+from melange.cli.solve import options_from_flags
+
+if TYPE_CHECKING:  # heavy modules are imported where used (fast start-up)
+    from rich.console import Console
+    from rich.table import Table
+
+    from melange.core import Slo
+    from melange.scenario import Scenario
+    from melange.validate import BaselineResult, PlanReport, Round
+    from melange.validate.store import RunDir
 
 
 def pct(x: float | None) -> str:
@@ -34,6 +35,8 @@ def pct(x: float | None) -> str:
 
 def rounds_table(rounds: list[Round], target: float | None) -> Table:
     """One row per round: cost, counts, tuning-seed attainment, confirmation, why it failed."""
+    from rich.table import Table
+
     goal = "no SLO" if target is None else f"target attainment {target:.1%}"
     table = Table(title=f"Validation rounds ({goal})")
     for col in ("round", "$/h", "instances", "tuning run", "fresh seeds", "held", "tightened", "why not"):
@@ -49,6 +52,8 @@ def rounds_table(rounds: list[Round], target: float | None) -> Table:
 
 def baselines_table(report: PlanReport, singles: dict[str, BaselineResult]) -> Table:
     """Validated single-type baselines beside the Mélange plan, with what the plan saves."""
+    from rich.table import Table
+
     table = Table(title="Validated single-type baselines (fewest instances that hold; one fewer fails)")
     for col in ("plan", "count", "solver's count", "$/h", "attainment", "plan saves"):
         table.add_column(col, justify="left" if col == "plan" else "right")
@@ -76,6 +81,9 @@ def describe_slo(slo: Slo | None) -> str:
 
 def print_verdict(out: Console, sc: Scenario, report: PlanReport, max_rounds: int) -> None:
     """The plan, its split, and whether (and on how much fresh traffic) it held."""
+    from melange.report import plan_table, shares_table
+    from melange.validate import BUCKET_MIN_REQUESTS, why_not_validated
+
     final = report.best or report.rounds[-1].plan
     out.print(plan_table(final, sc.gpus, title="Plan" if report.best else "Last plan (did NOT hold)"))
     out.print(shares_table(final, sc.workload.grid, sc.workload.bucket_rates() * (1 + sc.solve.headroom)))
@@ -98,13 +106,14 @@ def print_verdict(out: Console, sc: Scenario, report: PlanReport, max_rounds: in
 @click.command()
 @scenario_argument
 @normalize_option
+@catalog_option
 @solver_options
 @click.option("--rounds", "max_rounds", type=click.IntRange(1, 50), default=5, show_default=True,
               help="Most solve-simulate rounds.")
 @click.option("--requests", type=click.IntRange(min=1),
               help="Counted requests per run (the warm-up's arrivals come on top).")
 @click.option("--duration", help="Counted traffic per run, e.g. 10m (instead of --requests).")
-@click.option("--seed", type=int, help="Tuning seed (default: the scenario's); fresh seeds follow it.")
+@click.option("--seed", type=SEED, help="Tuning seed (default: the scenario's); fresh seeds follow it.")
 @click.option("--confirm", "confirm_runs", type=click.IntRange(1, 20), default=2, show_default=True,
               help="Confirmation runs on fresh seeds a plan must pass to hold.")
 @click.option("--baselines", is_flag=True, help="Also find each GPU type's fewest instances that hold.")
@@ -115,12 +124,20 @@ def print_verdict(out: Console, sc: Scenario, report: PlanReport, max_rounds: in
 @click.option("-o", "--output", type=click.Path(file_okay=False),
               help="Directory for plan.json and rounds.jsonl; a re-run resumes from it.")
 @click.pass_context
-def plan(ctx, scenario, normalize, slice_factor, headroom, utilization, time_limit, backend, max_rounds,
+def plan(ctx, scenario, normalize, extra, slice_factor, headroom, utilization, time_limit, backend, max_rounds,
          requests, duration, seed, confirm_runs, baselines, workers, force, fresh, output):
     """Cheapest GPU mix for SCENARIO (default: built-in) that holds its SLO on fresh simulated traffic."""
-    sc = load_scenario(scenario, normalize=normalize, force=force)
+    from melange.cli import EXIT_GOAL_MISSED
+    from melange.report import console
+    from melange.scenario import load_scenario
+    from melange.validate import plan_and_validate, plan_document, run_settings, validated_baselines, why_not_validated
+    from melange.validate.store import RunDir, inputs_hash
+
+    check_output(output, "-o", is_dir=True)
+    sc = load_scenario(scenario, normalize=normalize, catalog=extra, force=force)
     sc.solve = options_from_flags(sc.solve, slice_factor, headroom, utilization, time_limit, backend)
-    opts = {"requests": requests, "duration_s": parse_duration(duration) if duration else None, "seed": seed,
+    opts = {"requests": requests, "duration_s": parse_duration(duration, "--duration") if duration else None,
+            "seed": seed,
             "confirm_runs": confirm_runs}
     store = RunDir(output, inputs_hash(sc, **opts)) if output else None  # fails fast when unwritable
     settings = None if why_not_validated(sc) else run_settings(sc, requests=requests, duration_s=opts["duration_s"])
@@ -128,14 +145,14 @@ def plan(ctx, scenario, normalize, slice_factor, headroom, utilization, time_lim
     out = console()
     print_header(out, sc, settings, store, done, checks)
     with out.status("solving and simulating…") as status:
-        report = plan_and_validate(sc, max_rounds=max_rounds, resume=done, progress=status.update, workers=workers,
-                                   on_round=lambda r: on_round(out, store, r), **opts)
+        report = interruptible(plan_and_validate, sc, max_rounds=max_rounds, resume=done, progress=status.update,
+                               workers=workers, on_round=lambda r: on_round(out, store, r), **opts)
         if store:  # the plan is safe on disk before the (longer) baseline search starts
             store.write_plan(plan_document(report, None))
         singles = None
         if baselines and settings is not None:
-            singles = validated_baselines(sc, known=checks, progress=status.update, workers=workers, **opts,
-                                          on_check=store.log_check if store else None)
+            singles = interruptible(validated_baselines, sc, known=checks, progress=status.update,
+                                    workers=workers, on_check=store.log_check if store else None, **opts)
     print_results(out, sc, report, singles, max_rounds)
     if store:
         out.print(f"wrote {store.write_plan(plan_document(report, singles))} and {output}/rounds.jsonl")
@@ -166,6 +183,8 @@ def on_round(out: Console, store: RunDir | None, r: Round) -> None:
 
 def print_results(out: Console, sc: Scenario, report: PlanReport, singles, max_rounds: int) -> None:
     """Rounds, the plan, the verdict, and the baselines with the saving."""
+    from melange.validate import saving
+
     out.print(rounds_table(report.rounds, report.target))
     print_verdict(out, sc, report, max_rounds)
     if singles is not None:

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from melange.core import MelangeError
+from melange.files import load_yaml, read_text
 
 BUILTIN_CATALOG = Path(__file__).resolve().parent.parent / "scenarios" / "catalog"
 GB = 1e9  # datasheets count decimal gigabytes
@@ -171,7 +172,9 @@ def _read(path: Path) -> _CatalogFile:
     if not path.is_file():
         raise MelangeError(f"{path}: catalog file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(read_text(path))  # UTF-8 (or a BOM) and no duplicate keys
+    except MelangeError as exc:
+        raise MelangeError(f"{path.name}: {exc}" if not str(exc).startswith(path.name) else str(exc)) from None
     except yaml.YAMLError:
         raise MelangeError(f"{path.name}: not valid YAML") from None
     if not isinstance(data, dict):

@@ -168,9 +168,49 @@ def search_bucket(job: BucketJob) -> float:
     return lo
 
 
+def _read_cached(path: Path | None, notify) -> float | None:
+    """A cached bucket's rate; an empty or corrupt entry is removed (with a warning naming it)
+    so that it is recomputed, never failing forever."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        rate = float(json.loads(path.read_text())["max_rate"])
+        if rate >= 0 and np.isfinite(rate):
+            return rate
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    notify(f"warning: cache entry {path} is empty or corrupt; recomputing it")
+    path.unlink(missing_ok=True)
+    return None
+
+
+def _worker_init() -> None:
+    """Worker processes leave Ctrl-C to the parent (which stops them) and die with it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:  # Linux: SIGTERM this worker if the parent dies without cleaning up (e.g. SIGKILL)
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool now: cancel queued buckets and terminate running workers (no orphans)."""
+    processes = list((pool._processes or {}).values())  # noqa: SLF001 (no public way to kill)
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        proc.terminate()
+    for proc in processes:
+        proc.join(timeout=1.0)
+        if proc.is_alive():
+            proc.kill()
+
+
 def _cached_search(job: BucketJob, path: Path | None) -> float:
-    if path is not None and path.is_file():
-        return float(json.loads(path.read_text())["max_rate"])
     rate = search_bucket(job)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -186,11 +226,14 @@ def build_profile(gpu: str | Instance, model: str | ModelSpec, slo: Slo, grid: B
                   engine: EngineConfig | None = None, catalog: Catalog | None = None,
                   roofline: RooflineParams | None = None, step_model: StepTimeModel | None = None,
                   search: SearchParams | None = None, workers: int | None = None,
-                  cache: str | Path | bool | None = None, progress: bool = False) -> Profile:
+                  cache: str | Path | bool | None = None, progress: bool = False,
+                  notify=lambda message: None) -> Profile:
     """Max req/s per bucket of one `gpu` instance serving `model` under `slo`, by simulation.
 
     `step_model` overrides the roofline (e.g. a fitted model); `cache`: a directory, None for
-    the default one, False for none; `workers`: processes (default: all cores)."""
+    the default one, False for none; `workers`: processes (default: all cores); `notify(text)`
+    hears about resumed, recomputed and (on Ctrl-C/SIGTERM) kept buckets. Each bucket is cached
+    as it finishes, so an interrupted run keeps its finished buckets and a re-run resumes."""
     catalog = catalog or load_catalog()
     instance = catalog.instance(gpu) if isinstance(gpu, str) else gpu
     spec = catalog.model(model) if isinstance(model, str) else model
@@ -213,27 +256,49 @@ def build_profile(gpu: str | Instance, model: str | ModelSpec, slo: Slo, grid: B
     rates = np.zeros(grid.shape)
     todo = []
     for k, job in enumerate(jobs):
-        if paths[k] is not None and paths[k].is_file():
-            rates[job.i, job.j] = _cached_search(job, paths[k])
-        else:
+        cached = _read_cached(paths[k], notify)
+        if cached is None:
             todo.append((k, job))
-    with _progress(progress, len(jobs), f"{instance.name} × {spec.name}") as advance:
+        else:
+            rates[job.i, job.j] = cached
+    if todo and len(todo) < len(jobs):
+        notify(f"resuming: {len(jobs) - len(todo)}/{len(jobs)} buckets from the cache, {len(todo)} to go")
+    done = [len(jobs) - len(todo)]
+    try:
+        _run(jobs, todo, paths, rates, workers, done, progress, f"{instance.name} × {spec.name}")
+    except KeyboardInterrupt:
+        kept = (f"kept in the cache ({root}); re-run the same command to resume" if cache is not False
+                else "not kept (--no-cache)")
+        notify(f"stopped: {done[0]}/{len(jobs)} buckets finished, {kept}")
+        raise
+    return Profile(instance.name, rates, source="simulated")
+
+
+def _run(jobs, todo, paths, rates, workers, done, progress, label) -> None:
+    """Search every bucket of `todo` (in worker processes), filling `rates`; `done[0]` counts."""
+    with _progress(progress, len(jobs), label) as advance:
         advance(len(jobs) - len(todo))
         workers = min(workers or os.cpu_count() or 1, max(len(todo), 1))
         if workers <= 1:
             for k, job in todo:
                 rates[job.i, job.j] = _cached_search(job, paths[k])
+                done[0] += 1
                 advance(1)
         else:
-            with ProcessPoolExecutor(workers) as pool:
+            pool = ProcessPoolExecutor(workers, initializer=_worker_init)
+            try:
                 # Costly buckets (long outputs) first, so the last worker is not left alone.
                 order = sorted(todo, key=lambda kj: -(kj[1].grid.out_edges[kj[1].j + 1]))
                 futures = {pool.submit(_cached_search, job, paths[k]): job for k, job in order}
                 for fut in as_completed(futures):
                     job = futures[fut]
                     rates[job.i, job.j] = fut.result()
+                    done[0] += 1
                     advance(1)
-    return Profile(instance.name, rates, source="simulated")
+            except BaseException:
+                _stop_pool(pool)  # at once: waiting for running buckets took 14-16 s
+                raise
+            pool.shutdown()
 
 
 class _progress:

@@ -16,7 +16,7 @@ import numpy as np
 
 from melange.core import EngineConfig, Plan, Slo, StepTimeModel, Workload
 from melange.sim.arrivals import Arrivals, make_arrivals
-from melange.sim.plan_check import check_plan
+from melange.sim.plan_check import check_plan, check_size
 from melange.sim.result import SimResult
 from melange.sim.simulation import Simulation
 
@@ -33,6 +33,7 @@ def simulate(plan: Plan, workload: Workload, step_models: dict[str, StepTimeMode
     `progress` is called now and then with the simulated time (s). Same seed -> same records."""
     # Only GPUs with instances need a model here; the CLI also checks names against the scenario.
     check_plan(plan, workload, {*plan.counts, *plan.share}, simulable=step_models)
+    check_size(workload, requests, duration_s)
     rng = np.random.default_rng(seed)
     arrivals = make_arrivals(workload, rng, requests=requests, duration_s=duration_s)
     sim = Simulation(plan, arrivals, workload, step_models, engines, rng, router=router,

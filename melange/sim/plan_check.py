@@ -9,6 +9,17 @@ import numpy as np
 from melange.core import MelangeError, Plan, Workload
 
 SHARE_TOLERANCE = 1e-6
+MAX_INSTANCES = 10_000  # instances one simulation builds (each is a SimPy process with its state)
+MAX_REQUESTS = 5_000_000  # requests one simulation draws up front (~1 kB each, records included)
+
+
+def check_size(workload: Workload, requests: int | None, duration_s: float | None) -> None:
+    """Refuse, before allocating, a run whose requests cannot fit in memory."""
+    if requests is not None and requests > MAX_REQUESTS:
+        raise MelangeError(f"requests: {requests:,} is above the limit of {MAX_REQUESTS:,} per simulation")
+    if requests is None and duration_s is not None and workload.rate * duration_s > MAX_REQUESTS:
+        raise MelangeError(f"duration: {duration_s:g} s at {workload.rate:g} req/s is "
+                           f"{workload.rate * duration_s:.3g} requests, above the limit of {MAX_REQUESTS:,}")
 
 
 def check_plan(plan: Plan, workload: Workload, names: Iterable[str],
@@ -28,6 +39,9 @@ def check_plan(plan: Plan, workload: Workload, names: Iterable[str],
         if n > 0 and gpu not in simulable:
             raise MelangeError(f"plan: GPU '{gpu}' has no step_time model in the scenario, "
                                "cannot simulate it")
+    if sum(plan.counts.values()) > MAX_INSTANCES:
+        raise MelangeError(f"plan.counts: {sum(plan.counts.values()):,} instances, above the simulator's "
+                           f"limit of {MAX_INSTANCES:,}")
     if sum(plan.counts.values()) == 0:
         raise MelangeError("plan.counts: no instances to simulate")
     shape = workload.grid.shape

@@ -1,0 +1,142 @@
+"""Feed the command line a batch of bad inputs (issue 8) and count how each ends.
+
+clean: exit code in the expected set and no traceback; traceback; hang (timeout);
+silent: exit 0 where an error (or exit 1) was expected; other: a wrong non-zero code.
+Usage: python benchmarks/bad_inputs.py [--timeout 20]. The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests" / "data"
+STEP = ("\n    step_time: {alpha: 0.01, beta_prefill: 0.0002, beta_decode: 0.0001, beta_kv: 0.0000005,"
+        " kv_capacity_tokens: 50000}")
+SMALL = (DATA / "small.yaml").read_text().replace("cost: 1.01", "cost: 1.01" + STEP).replace(
+    "cost: 3.67", "cost: 3.67" + STEP)
+# The CLI of whatever `melange` package is first on PYTHONPATH (e.g. an unpacked older commit).
+MELANGE = [sys.executable, "-c", "from melange.cli import main; main()"]
+
+
+def files(tmp: Path) -> dict[str, Path]:
+    """Write the bad files the cases use; return their paths by name."""
+    (tmp / "a100_profile.yaml").write_text((DATA / "a100_profile.yaml").read_text())
+    out = {}
+
+    def put(name: str, data: bytes | str) -> Path:
+        p = tmp / name
+        p.write_bytes(data if isinstance(data, bytes) else data.encode())
+        out[name] = p
+        return p
+
+    put("small.yaml", SMALL)
+    put("utf16.yaml", SMALL.replace("name: small", "name: petite-é").encode("utf-16"))
+    put("latin1.yaml", SMALL.replace("name: small", "name: petite-é").encode("latin-1"))
+    put("binary.yaml", bytes(range(256)) * 4)
+    plan = {"counts": {"A10G": 10, "A100-80GB": 2},
+            "share": {"A10G": [[1, 1], [1, 1]], "A100-80GB": [[0, 0], [0, 0]]}, "cost": 17.44}
+    put("plan.json", json.dumps(plan))
+    put("plan_utf16.json", json.dumps(plan).encode("utf-16"))
+    put("plan_latin1.json", json.dumps(plan).replace("cost", "cost").encode("latin-1") + b"\xe9")
+    put("plan_binary.json", bytes(range(256)))
+    put("plan_float.json", json.dumps({**plan, "counts": {"A10G": 1.9, "A100-80GB": 0}}))
+    put("plan_huge.json", json.dumps({**plan, "counts": {"A10G": 1000000, "A100-80GB": 0}}))
+    put("catalog_binary.yaml", b"\xff\xfe\x00\x01" + bytes(range(256)))
+    put("dup.yaml", SMALL.replace("rate: 30", "rate: 30\n  rate: 3"))
+    put("rate_true.yaml", SMALL.replace("rate: 30", "rate: true"))
+    put("rate_huge.yaml", SMALL.replace("rate: 30", "rate: 1e12"))
+    put("min_count.yaml", SMALL.replace("cost: 1.01", "cost: 1.01\n    min_count: 1000000"))
+    put("dates.csv", "timestamp,input_tokens,output_tokens\n"
+        + "".join(f"2023-11-16 18:15:{i:02d},{100 + i},{20 + i}\n" for i in range(30)))
+    put("floats.csv", "input_tokens,output_tokens\n" + "".join(f"{50.7 + i},{20.5}\n" for i in range(30)))
+    put("trace_dates.yaml", SMALL.replace("distribution: [[0.2, 0.1], [0.5, 0.2]]",
+                                          "distribution: {trace: dates.csv}\n  trace: dates.csv\n"
+                                          "  arrival: {process: trace}"))
+    put("trace_floats.yaml", SMALL.replace("distribution: [[0.2, 0.1], [0.5, 0.2]]",
+                                           "distribution: {trace: floats.csv}"))
+    put("grid_float.yaml", "input_edges: [1, 100.5, 1000]\noutput_edges: [1, 100, 500]\n")
+    put("readme.yaml", "model: mistral-7b\ngrid: paper\nworkload:\n  rate: 16\n"
+        "  distribution: {trace: splitwise_conv}\n  lengths: trace\n")
+    put("readme_gpus.yaml", (ROOT / "README.md").read_text().split("```yaml\n")[1].split("```")[0])
+    return out
+
+
+def cases(f: dict[str, Path], tmp: Path) -> list[tuple[str, list[str], set[int]]]:
+    """(label, argv, acceptable exit codes)."""
+    s, plan = str(f["small.yaml"]), str(f["plan.json"])
+    prof = ["profile", "--simulate", "--gpu", "A10G", "--model", "llama-2-7b", "--slo-tpot", "120ms",
+            "--grid", str(f["grid_float.yaml"]).replace("grid_float", "grid_ok")]
+    (tmp / "grid_ok.yaml").write_text("input_edges: [1, 100]\noutput_edges: [1, 50]\n")
+    sim = ["simulate", s, "--plan", plan]
+    return [
+        ("scenario utf-16", ["solve", str(f["utf16.yaml"])], {0, 2}),
+        ("scenario latin-1", ["solve", str(f["latin1.yaml"])], {2}),
+        ("scenario binary", ["solve", str(f["binary.yaml"])], {2}),
+        ("plan utf-16", ["simulate", s, "--plan", str(f["plan_utf16.json"]), "--requests", "200"], {0, 1, 2}),
+        ("plan latin-1", ["simulate", s, "--plan", str(f["plan_latin1.json"])], {2}),
+        ("plan binary", ["simulate", s, "--plan", str(f["plan_binary.json"])], {2}),
+        ("catalog binary", ["gpus", "list", "--catalog", str(f["catalog_binary.yaml"])], {2}),
+        ("trace date-times", ["solve", str(f["trace_dates.yaml"])], {0, 2}),
+        ("--seed -1", [*sim, "--seed", "-1"], {2}),
+        ("simulate -o impossible", [*sim, "-o", "/proc/nope/out"], {2}),
+        ("plan -o impossible", ["plan", s, "-o", "/proc/nope/out"], {2}),
+        ("profile -o impossible", [*prof, "-o", "/proc/nope/p.yaml"], {2}),
+        ("profile --cache-dir impossible", [*prof, "--cache-dir", "/proc/nope", "-o", str(tmp / "p.yaml")], {2}),
+        ("--duration 1e12h", [*sim, "--duration", "1e12h"], {2}),
+        ("--requests 1e9", [*sim, "--requests", "1000000000"], {2}),
+        ("rate 1e12", ["simulate", str(f["rate_huge.yaml"]), "--plan", plan], {2}),
+        ("min_count 1e6", ["plan", str(f["min_count.yaml"])], {1, 2}),
+        ("plan count 1e6", ["simulate", s, "--plan", str(f["plan_huge.json"])], {2}),
+        ("plan count 1.9", ["simulate", s, "--plan", str(f["plan_float.json"])], {2}),
+        ("duplicate key", ["solve", str(f["dup.yaml"])], {2}),
+        ("rate: true", ["solve", str(f["rate_true.yaml"])], {2}),
+        ("float token lengths", ["solve", str(f["trace_floats.yaml"])], {2}),
+        ("float --grid edges", [*prof[:-2], "--grid", str(f["grid_float.yaml"]), "-o", str(tmp / "g.yaml")], {2}),
+        ("--slo-ttft 2", [*prof, "--slo-ttft", "2", "-o", str(tmp / "t.yaml")], {2}),
+        ("--headroom 10", ["solve", s, "--headroom", "10"], {2}),
+        ("--time-limit 30s", ["solve", s, "--time-limit", "30s"], {0}),
+        ("--attainment 99%", [*prof, "--attainment", "99%", "-o", str(tmp / "a.yaml"), "--quiet"], {0}),
+        ("-o ''", [*sim, "--requests", "100", "-o", ""], {2}),
+        ("simulate SLO missed", ["simulate", s, "--plan", str(tmp / "tiny.json"), "--requests", "300"], {1}),
+        ("README scenario", ["solve", str(f["readme_gpus.yaml"])], {0, 1}),
+        ("simulate no SCENARIO (built-in)", ["simulate", "--plan", plan, "--requests", "100"], {2}),
+    ]
+
+
+def run(argv: list[str], timeout: float, cwd: Path) -> tuple[str, int | None, str]:
+    try:
+        p = subprocess.run([*MELANGE, *argv], capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    except subprocess.TimeoutExpired:
+        return "hang", None, ""
+    return ("traceback" if "Traceback" in p.stderr else "ran"), p.returncode, p.stderr.strip()
+
+
+def main() -> None:
+    timeout = float(sys.argv[sys.argv.index("--timeout") + 1]) if "--timeout" in sys.argv else 20.0
+    counts = {"clean": 0, "traceback": 0, "hang": 0, "silent": 0, "other": 0}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        f = files(tmp)
+        tiny = {"counts": {"A10G": 1, "A100-80GB": 0},
+                "share": {"A10G": [[1, 1], [1, 1]], "A100-80GB": [[0, 0], [0, 0]]}, "cost": 1.01}
+        (tmp / "a100_profile.yaml").write_text((DATA / "a100_profile.yaml").read_text())
+        (tmp / "tiny.json").write_text(json.dumps(tiny))
+        for label, argv, ok in cases(f, tmp):
+            start = time.perf_counter()
+            kind, code, err = run(argv, timeout, tmp)
+            if kind == "ran":
+                kind = "clean" if code in ok else ("silent" if code == 0 else "other")
+            counts[kind] += 1
+            last = err.splitlines()[-1][:90] if err else ""
+            print(f"{kind:9s} rc={code!s:4s} {time.perf_counter() - start:5.1f}s  {label:32s} {last}")
+    print(json.dumps({"cases": sum(counts.values()), **counts}))
+
+
+if __name__ == "__main__":
+    main()
