@@ -283,7 +283,7 @@ def test_simulate_exits_1_when_the_slo_is_missed_or_nothing_is_counted(tmp):
 def test_plan_exits_1_when_no_plan_held(tmp):
     # Profiles promise far more than the step-time model can serve: every round misses the SLO.
     text = SCENARIO.replace("profile: [[2, 1], [5, 2]]", "profile: [[200, 100], [500, 200]]")
-    result = invoke("plan", _file(tmp, "lie.yaml", text), "--rounds", "1", "--requests", "300")
+    result = invoke("plan", _file(tmp, "lie.yaml", text), "--rounds", "1", "--requests", "600")
     assert result.exit_code == 1, result.output
     assert "no plan held" in result.output
 
@@ -321,7 +321,7 @@ def test_custom_catalog_gpu_can_be_used_by_solve_plan_and_simulate(tmp):
     result = invoke("solve", path, "--catalog", catalog)
     assert result.exit_code == 0 and "0.500" in result.output, result.output
     assert invoke("simulate", path, "--catalog", catalog, "--plan", str(tmp / "plan.json")).exit_code == 0
-    assert invoke("plan", path, "--catalog", catalog, "--rounds", "1", "--requests", "200").exit_code in (0, 1)
+    assert invoke("plan", path, "--catalog", catalog, "--rounds", "1", "--requests", "600").exit_code in (0, 1)
 
 
 def test_simulate_scenario_defaults_to_the_built_in_one(tmp):
@@ -332,7 +332,7 @@ def test_simulate_scenario_defaults_to_the_built_in_one(tmp):
 def test_profile_help_and_defaults():
     text = invoke("profile", "--help").output
     assert "The mode (required" in " ".join(text.split())
-    assert "[default: decode]" in " ".join(text.split())
+    assert "Default: decode with --slo-ttft (as the built-in scenario)" in " ".join(text.split())
 
 
 # --- output -------------------------------------------------------------------------------------
@@ -378,7 +378,7 @@ def test_cli_import_is_light():
 
 
 @pytest.mark.parametrize("args,message", [
-    (["solve", "--nope"], "Error: No such option '--nope'. (see 'melange solve --help')"),
+    (["solve", "--zzzz"], "Error: No such option '--zzzz'. (see 'melange solve --help')"),
     (["simulate", "--seed", "-1", "--plan", "x"], "Error: Invalid value for '--seed': -1 is not in the range x>=0."),
     (["plan", "--rounds", "0"], "Error: Invalid value for '--rounds'"),
 ])

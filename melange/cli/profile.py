@@ -41,8 +41,9 @@ def load_grid(text: str):
 @click.option("--gpu", required=True, help="Catalog GPU or instance, e.g. A100-80GB or 4xH100.")
 @click.option("--model", required=True, help="Catalog model, e.g. llama-2-7b.")
 @click.option("--slo-tpot", required=True, help="TPOT limit, e.g. 120ms or 0.12s.")
-@click.option("--slo-definition", type=click.Choice(["mean", "decode"]), default="decode", show_default=True,
-              help="decode: (e2e - TTFT) / (output - 1), vLLM's; mean: e2e / output, the paper's.")
+@click.option("--slo-definition", type=click.Choice(["mean", "decode"]), default=None,
+              help="decode: (e2e - TTFT) / (output - 1), vLLM's, needs --slo-ttft; mean: e2e / output, "
+                   "the paper's. Default: decode with --slo-ttft (as the built-in scenario), else mean.")
 @click.option("--slo-ttft", default=None, help="Optional TTFT limit, e.g. 2s or 500ms.")
 @click.option("--attainment", default="99%", show_default=True,
               help="Share of requests that must meet the SLO, e.g. 99% or 0.99.")
@@ -81,6 +82,8 @@ def profile(simulate: bool, gpu: str, model: str, slo_tpot: str, slo_definition:
     from melange.perf.catalog import load_catalog
     from melange.perf.profile_sim import SearchParams, build_profile, cache_dir as default_cache, profile_document
 
+    if slo_definition is None:  # decode TPOT needs a TTFT limit to count queueing (core.Slo)
+        slo_definition = "decode" if slo_ttft is not None else "mean"
     slo = Slo(parse_ms(slo_tpot, "--slo-tpot"), slo_definition,
               None if slo_ttft is None else parse_ms(slo_ttft, "--slo-ttft"), share)
     check_output(output, "-o")

@@ -63,7 +63,7 @@ class RunDir:
 
     def __init__(self, path: str | Path, key: str) -> None:
         self.path, self.key = Path(path), key
-        check_writable(self.path, "-o")
+        check_writable(self.path, "-o", is_dir=True)
         if self.path.exists() and not self.path.is_dir():
             raise MelangeError(f"-o {self.path}: exists and is not a directory")
 
