@@ -118,7 +118,7 @@ def write_workload(path: str | Path, doc: dict) -> Path:
     """Write a workload document as YAML, atomically."""
     from melange.files import atomic_write_text
 
-    return atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False, width=200))
+    return atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False, width=200, default_flow_style=None))
 
 
 def resolve_workload_path(name: str, base: Path | None = None) -> Path:

@@ -38,9 +38,10 @@ def cli() -> None:
 
 def _register() -> None:
     # Explicit list: a reader sees every subcommand here (no auto-discovery).
-    from melange.cli import gpus, models, plan, profile, simulate, solve
+    from melange.cli import gpus, models, plan, profile, scenarios, simulate, solve, sweep
 
-    for command in (plan.plan, solve.solve, simulate.simulate, profile.profile, gpus.gpus, models.models):
+    for command in (plan.plan, solve.solve, simulate.simulate, profile.profile, gpus.gpus, models.models,
+                    sweep.sweep, scenarios.scenarios):
         cli.add_command(command)
 
 
