@@ -64,8 +64,7 @@ def sweep_table(table, limit: int = 60):
     view = Table(title=f"Sweep ({len(table)} points)")
     for col in [*axes, *(c[2:] for c in counts), "$/h", "attainment", "status"]:
         view.add_column(col, justify="right")
-    for row in table.head(limit).itertuples(index=False):
-        r = row._asdict()
+    for r in table.head(limit).to_dict("records"):
         att = "" if r["attainment"] is None or r["attainment"] != r["attainment"] else f"{r['attainment']:.2%}"
         cost = "" if r["cost"] is None or r["cost"] != r["cost"] else f"{r['cost']:.3f}"
         view.add_row(*(str(r[a]) for a in axes), *("" if r[c] != r[c] or r[c] is None else str(int(r[c]))
