@@ -180,7 +180,8 @@ def sweep_plots(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     out = Path(out_dir)
     paths: list[Path] = []
     ok = table[table["cost"].notna()]
-    varying = [a for a in ("slice_factor", "rate", "slo_tpot_ms", "headroom", "seed") if ok[a].nunique() > 1]
+    varying = [a for a in ("only", "slice_factor", "rate", "slo_tpot_ms", "headroom", "seed")
+               if a in ok and ok[a].nunique() > 1]
     if "rate" in varying:
         others = [a for a in varying if a != "rate"]
         paths += cost_vs_rate(ok.assign(label=_label(ok, others)), out / "cost_vs_rate")

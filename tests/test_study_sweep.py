@@ -201,3 +201,19 @@ def test_ray_gives_the_same_table_as_the_process_pool(tmp_path):
     pool = run_sweep(sweep, tmp_path / "pool", executor=LocalExecutor(2))
     ray_table = run_sweep(sweep, tmp_path / "ray", executor=RayExecutor(workers=2))
     assert ray_table.drop(columns=TIMING).equals(pool.drop(columns=TIMING))
+
+
+def test_only_axis_gives_mélange_and_every_single_type_plan(tmp_path):
+    from melange.optimizer import baselines
+    from melange.scenario import load_scenario
+
+    sweep = Sweep.create(DATA / "small.yaml", {"only": ["all", "A10G", "A100-80GB"], "rate": [30]})
+    table = run_sweep(sweep, tmp_path, executor=LocalExecutor(1))
+    sc = load_scenario(DATA / "small.yaml")
+    singles = baselines(sc.workload, sc.gpus, sc.profiles, sc.solve)
+    assert list(table["only"]) == ["all", "A10G", "A100-80GB"]
+    assert list(table["cost"][1:]) == pytest.approx([singles["A10G"].cost, singles["A100-80GB"].cost])
+    assert table["cost"].iloc[0] <= table["cost"][1:].min()
+    assert table["n_A100-80GB"].iloc[1] == 0 and table["n_A10G"].iloc[2] == 0
+    with pytest.raises(MelangeError, match="--only"):
+        Sweep.create(DATA / "small.yaml", {"only": ["H100"]})

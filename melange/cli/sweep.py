@@ -39,6 +39,16 @@ def _seed(text: str) -> int:
     return int(text)
 
 
+def parse_axes(only, slice_factor, rate, slo_tpot, headroom, seed) -> dict[str, list]:
+    """The sweep axes from the command-line lists (an axis not given keeps the scenario's value)."""
+    return {"only": _list(only, str, "--only"),
+            "slice_factor": _list(slice_factor, parse_slice_factor, "--slice-factor"),
+            "rate": _list(rate, _rate, "--rate"),
+            "slo_tpot_ms": _list(slo_tpot, lambda v: parse_ms(v, "--slo-tpot"), "--slo-tpot"),
+            "headroom": _list(headroom, lambda v: parse_fraction(v, "--headroom"), "--headroom"),
+            "seed": _list(seed, _seed, "--seed")}
+
+
 @contextmanager
 def _sigterm_as_interrupt():
     """SIGTERM stops the sweep like Ctrl-C does (finished points are kept)."""
@@ -60,7 +70,7 @@ def sweep_table(table, limit: int = 60):
     from rich.table import Table
 
     counts = [c for c in table.columns if c.startswith("n_")]
-    axes = [c for c in ("slice_factor", "rate", "slo_tpot_ms", "headroom", "seed") if table[c].nunique() > 1]
+    axes = [c for c in ("only", "slice_factor", "rate", "slo_tpot_ms", "headroom", "seed") if table[c].nunique() > 1]
     view = Table(title=f"Sweep ({len(table)} points)")
     for col in [*axes, *(c[2:] for c in counts), "$/h", "attainment", "status"]:
         view.add_column(col, justify="right")
@@ -92,6 +102,7 @@ def _progress_callbacks(progress):
 @click.option("--slo-tpot", help="TPOT limits, e.g. 40ms,120ms (rebuilds roofline sim-profiles).")
 @click.option("--headroom", help="Over-provisioning values, e.g. 0,10%,20%.")
 @click.option("--seed", help="Simulation seeds, e.g. 0,1,2 (default: the scenario's).")
+@click.option("--only", help="GPU types: 'all' (Mélange) and/or single types, e.g. all,A10G,H100.")
 @click.option("--validate", is_flag=True, help="Prove each plan in simulation (melange plan's loop).")
 @click.option("--requests", type=click.IntRange(min=1), help="Simulated requests per round (with --validate).")
 @click.option("--executor", "kind", type=click.Choice(["local", "ray"]), default="local", show_default=True)
@@ -100,19 +111,17 @@ def _progress_callbacks(progress):
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help="Directory for points.jsonl (resumable log) and table.csv/.parquet.")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False), help="Directory for PNG/SVG plots.")
-def sweep(scenario, slice_factor, rate, slo_tpot, headroom, seed, validate, requests, kind, address,
+def sweep(scenario, slice_factor, rate, slo_tpot, headroom, seed, only, validate, requests, kind, address,
           workers, output, plot_dir):
     """Solve (or --validate) SCENARIO at every combination of the given axis values."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    from melange.files import check_writable
     from melange.report import console
     from melange.study import Sweep, make_executor, prepare_profiles, run_sweep
 
-    axes = {"slice_factor": _list(slice_factor, parse_slice_factor, "--slice-factor"),
-            "rate": _list(rate, _rate, "--rate"),
-            "slo_tpot_ms": _list(slo_tpot, lambda v: parse_ms(v, "--slo-tpot"), "--slo-tpot"),
-            "headroom": _list(headroom, lambda v: parse_fraction(v, "--headroom"), "--headroom"),
-            "seed": _list(seed, _seed, "--seed")}
+    axes = parse_axes(only, slice_factor, rate, slo_tpot, headroom, seed)
+    check_writable(Path(output) / "points.jsonl", "-o")
     study = Sweep.create(scenario, axes, validate=validate, requests=requests)
     executor = make_executor(kind, workers=workers, address=address)
     out = console()

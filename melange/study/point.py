@@ -28,7 +28,8 @@ from melange.scenario import (
     scenario_from_document,
 )
 
-AXES = ("slice_factor", "rate", "slo_tpot_ms", "headroom", "seed")
+# `only`: "all" GPU types (Mélange) or one type's name (its single-type plan), for comparisons.
+AXES = ("only", "slice_factor", "rate", "slo_tpot_ms", "headroom", "seed")
 PACKAGE_DIR = Path(melange.__file__).resolve().parent
 # Source a point's result depends on: a change in any of these recomputes finished points.
 CODE_FILES = ("core.py", "scenario.py", "workloads.py", "traces.py", "metrics.py", "acceptance.py",
@@ -115,11 +116,12 @@ def slo_profiles(doc: dict, sc: Scenario, slo: Slo, *, workers: int | None = 1,
     check_slo_axis(doc, sc)
     catalog = load_catalog()
     profiles = {}
-    for g in doc["gpus"]:
+    by_name = {g["name"]: g for g in doc["gpus"]}
+    for name in (gpu.name for gpu in sc.gpus):  # the point's GPU types only
+        g = by_name[name]
         inst = catalog.instance(g["catalog"])
         if "gpus" in g:
             inst = Instance(inst.gpu, g["gpus"])
-        name = g["name"]
         built = build_profile(inst, doc["model"], slo, sc.workload.grid, engine=sc.engines[name],
                               catalog=catalog, step_model=sc.step_models[name], workers=workers,
                               progress=progress)
@@ -130,6 +132,14 @@ def slo_profiles(doc: dict, sc: Scenario, slo: Slo, *, workers: int | None = 1,
 def apply_point(doc: dict, point: dict) -> Scenario:
     """The scenario of `doc` with the point's axis values applied."""
     sc = scenario_from_document(doc, Path("<sweep>"))
+    only = point.get("only")
+    if only not in (None, "all"):
+        if only not in {g.name for g in sc.gpus}:
+            raise MelangeError(f"only: no GPU type named {only!r} in the scenario")
+        sc.gpus = [g for g in sc.gpus if g.name == only]
+        sc.profiles = {only: sc.profiles[only]} if only in sc.profiles else {}
+        sc.step_models = {k: v for k, v in sc.step_models.items() if k == only}
+        sc.engines = {k: v for k, v in sc.engines.items() if k == only}
     if point.get("rate") is not None:
         sc.workload = replace(sc.workload, rate=float(point["rate"]))
     solve = {k: point[k] for k in ("slice_factor", "headroom") if point.get(k) is not None}

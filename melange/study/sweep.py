@@ -8,9 +8,9 @@ point, keyed by `point_key`); a re-run reads that log and skips finished points,
 sweep loses nothing and recomputes nothing. At the end (also after an interrupt) the log becomes
 one tidy table, `DIR/table.csv` (and `table.parquet` when pyarrow is installed).
 
-`compare` and `study` are layers on this: a compare is a sweep over rates whose scenario variants
-are "all GPU types" and "only type g" (one Sweep per variant, one output DIR each, tables
-concatenated with a `plan` column); a study is compares over built-in scenarios.
+`compare` is a layer on this: a sweep over `rate` x `only` = ["all", each GPU type] (Mélange and
+every single-type plan, one table, one resumable log), grouped by rate; a study is compares over
+built-in scenarios (one output directory each).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from melange.core import MelangeError
 from melange.files import append_jsonl, atomic_write_text, check_writable, read_jsonl
 from melange.study.executor import Executor, LocalExecutor
 from melange.study.point import (
@@ -64,7 +65,11 @@ class Sweep:
         axes = {k: list(v) for k, v in axes.items() if v}
         unknown = sorted(set(axes) - set(AXES))
         if unknown:
-            raise ValueError(f"unknown sweep axis {unknown[0]!r}")
+            raise MelangeError(f"sweep: unknown axis {unknown[0]!r} (axes: {', '.join(AXES)})")
+        names = {g.name for g in sc.gpus} | {"all"}
+        for value in axes.get("only", []):
+            if value not in names:
+                raise MelangeError(f"--only: no GPU type {value!r} (choose all or {', '.join(sorted(names - {'all'}))})")
         if any(swept_slo(sc, v) for v in axes.get("slo_tpot_ms", [])):
             check_slo_axis(doc, sc)
         return cls(sc.name, doc, axes, validate, [g.name for g in sc.gpus], code_version())
@@ -143,9 +148,10 @@ def tidy_table(lines: list[dict], gpus: list[str]) -> pd.DataFrame:
         if row.get("seed") is None:
             row["seed"] = result.get("seed")
         counts = result.get("counts") or {}
-        row.update({f"n_{g}": counts.get(g) if result.get("cost") is not None else None for g in gpus})
+        row.update({f"n_{g}": counts.get(g, 0) if result.get("cost") is not None else None for g in gpus})
         rows.append(row)
-    columns = TABLE_COLUMNS[:8] + [f"n_{g}" for g in gpus] + TABLE_COLUMNS[8:]
+    split = TABLE_COLUMNS.index("validate") + 1  # counts per type right after the inputs
+    columns = TABLE_COLUMNS[:split] + [f"n_{g}" for g in gpus] + TABLE_COLUMNS[split:]
     frame = pd.DataFrame(rows, columns=columns)
     frame["slice_factor"] = frame["slice_factor"].astype("string")  # ints and 'continuous'
     return frame

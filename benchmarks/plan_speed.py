@@ -1,0 +1,75 @@
+"""How fast Mélange plans: `melange plan` on the default scenario, and a 36-point validated sweep.
+
+    python benchmarks/plan_speed.py [--repeats 3] [--workers N] [--requests N]
+
+default_plan_s: median wall time of the validation loop (solve -> simulate -> tighten) on the
+built-in scenario. The sweep: the default scenario at slice factors 1, 2, 4, 8, 16, continuous x
+rates 1, 2, 4, 8, 16, 32 req/s, every point validated, run once in one process and once on the
+local process pool (fresh output directories, so nothing is skipped); both must give the same
+table. Prints figures, then one JSON object as the last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from melange.scenario import load_scenario
+from melange.study import LocalExecutor, Sweep, run_sweep
+from melange.validate import plan_and_validate
+
+AXES = {"slice_factor": [1, 2, 4, 8, 16, "continuous"], "rate": [1, 2, 4, 8, 16, 32]}
+TIMING = ["solve_s", "sim_s", "wall_s"]
+
+
+def time_default_plan(repeats: int) -> list[float]:
+    """Wall seconds of the validation loop on the default scenario, `repeats` times."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        report = plan_and_validate(load_scenario())
+        times.append(time.perf_counter() - start)
+        assert report.best is not None, "the default scenario's plan should hold"
+    return times
+
+
+def time_sweep(workers: int, requests: int | None, out: Path):
+    """(seconds, table) of the 36-point validated sweep on `workers` processes."""
+    sweep = Sweep.create("default", AXES, validate=True, requests=requests)
+    start = time.perf_counter()
+    table = run_sweep(sweep, out, executor=LocalExecutor(workers))
+    return time.perf_counter() - start, table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--requests", type=int, help="simulated requests per round (default: the scenario's)")
+    args = parser.parse_args()
+
+    plans = time_default_plan(args.repeats)
+    print(f"default plan: {', '.join(f'{t:.2f}' for t in plans)} s (median {statistics.median(plans):.2f} s)")
+    with tempfile.TemporaryDirectory() as tmp:
+        serial_s, serial = time_sweep(1, args.requests, Path(tmp) / "serial")
+        print(f"36-point validated sweep, 1 process: {serial_s:.1f} s ({36 / serial_s * 60:.1f} points/min)")
+        pool_s, pool = time_sweep(args.workers, args.requests, Path(tmp) / "pool")
+        print(f"36-point validated sweep, {args.workers} processes: {pool_s:.1f} s ({36 / pool_s * 60:.1f} points/min)")
+    same = pool.drop(columns=TIMING).equals(serial.drop(columns=TIMING))
+    held = int(pool["held"].fillna(False).astype(bool).sum())
+    print(f"pool speed-up {serial_s / pool_s:.2f}x on {args.workers} workers (cores: {os.cpu_count()}); "
+          f"same table: {same}; {held}/36 plans held")
+    print(json.dumps({"default_plan_s": round(statistics.median(plans), 3),
+                      "sweep_points_per_min": round(36 / pool_s * 60, 2),
+                      "sweep_points_per_min_one_process": round(36 / serial_s * 60, 2),
+                      "pool_speedup": round(serial_s / pool_s, 3), "workers": args.workers,
+                      "cores": os.cpu_count(), "same_table": bool(same), "plans_held": held}))
+
+
+if __name__ == "__main__":
+    main()
