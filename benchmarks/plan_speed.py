@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import tempfile
 import time
@@ -38,12 +39,18 @@ def time_default_plan(repeats: int) -> list[float]:
     return times
 
 
+def _cpu_s() -> float:
+    """CPU seconds used so far by this process and its finished children."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def time_sweep(workers: int, requests: int | None, out: Path):
-    """(seconds, table) of the 36-point validated sweep on `workers` processes."""
+    """(wall seconds, CPU seconds, table) of the 36-point validated sweep on `workers` processes."""
     sweep = Sweep.create("default", AXES, validate=True, requests=requests)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_s()
     table = run_sweep(sweep, out, executor=LocalExecutor(workers))
-    return time.perf_counter() - start, table
+    return time.perf_counter() - start, _cpu_s() - cpu, table
 
 
 def main() -> None:
@@ -56,10 +63,15 @@ def main() -> None:
     plans = time_default_plan(args.repeats)
     print(f"default plan: {', '.join(f'{t:.2f}' for t in plans)} s (median {statistics.median(plans):.2f} s)")
     with tempfile.TemporaryDirectory() as tmp:
-        serial_s, serial = time_sweep(1, args.requests, Path(tmp) / "serial")
-        print(f"36-point validated sweep, 1 process: {serial_s:.1f} s ({36 / serial_s * 60:.1f} points/min)")
-        pool_s, pool = time_sweep(args.workers, args.requests, Path(tmp) / "pool")
-        print(f"36-point validated sweep, {args.workers} processes: {pool_s:.1f} s ({36 / pool_s * 60:.1f} points/min)")
+        print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        serial_s, serial_cpu, serial = time_sweep(1, args.requests, Path(tmp) / "serial")
+        print(f"36-point validated sweep, 1 process: {serial_s:.1f} s wall, {serial_cpu:.1f} s CPU "
+              f"({36 / serial_s * 60:.1f} points/min)")
+        pool_s, pool_cpu, pool = time_sweep(args.workers, args.requests, Path(tmp) / "pool")
+        print(f"36-point validated sweep, {args.workers} processes: {pool_s:.1f} s wall, {pool_cpu:.1f} s CPU "
+              f"({36 / pool_s * 60:.1f} points/min)")
+        print(f"load average after: {os.getloadavg()[0]:.1f} (other jobs share these cores: the pool "
+              f"can only gain what the machine has idle)")
     same = pool.drop(columns=TIMING).equals(serial.drop(columns=TIMING))
     held = int(pool["held"].fillna(False).astype(bool).sum())
     print(f"pool speed-up {serial_s / pool_s:.2f}x on {args.workers} workers (cores: {os.cpu_count()}); "
@@ -68,6 +80,7 @@ def main() -> None:
                       "sweep_points_per_min": round(36 / pool_s * 60, 2),
                       "sweep_points_per_min_one_process": round(36 / serial_s * 60, 2),
                       "pool_speedup": round(serial_s / pool_s, 3), "workers": args.workers,
+                      "cpu_s_one_process": round(serial_cpu, 1), "cpu_s_pool": round(pool_cpu, 1),
                       "cores": os.cpu_count(), "same_table": bool(same), "plans_held": held}))
 
 

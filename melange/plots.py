@@ -175,7 +175,7 @@ def _label(frame: pd.DataFrame, axes: list[str]) -> pd.Series:
                                                  for a, v in r.items()), axis=1)
 
 
-def sweep_plots(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+def sweep_plots(table: pd.DataFrame, out_dir: str | Path, target: float | None = None) -> list[Path]:
     """The plots a sweep's tidy table supports: cost vs rate, cost and attainment vs slice factor."""
     out = Path(out_dir)
     paths: list[Path] = []
@@ -187,5 +187,5 @@ def sweep_plots(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
         paths += cost_vs_rate(ok.assign(label=_label(ok, others)), out / "cost_vs_rate")
     if "slice_factor" in varying:
         others = [a for a in varying if a != "slice_factor"]
-        paths += cost_vs_slice_factor(ok.assign(label=_label(ok, others)), out / "cost_vs_slice_factor")
+        paths += cost_vs_slice_factor(ok.assign(label=_label(ok, others)), out / "cost_vs_slice_factor", target)
     return paths

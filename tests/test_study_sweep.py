@@ -164,31 +164,40 @@ def test_sweep_cli_bad_axis_is_one_line(tmp_path):
         assert result.output.startswith("Error: ") and result.output.count("\n") == 1
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_interrupted_sweep_loses_nothing_and_recomputes_nothing(tmp_path, sig, code):
-    scenario = loop_scenario(tmp_path, requests=2500)
-    args = ["sweep", str(scenario), "--validate", "--rate", "5,10,15,20,25,30,35,40,45,50,55,60",
-            "-o", str(tmp_path / "out")]
-    log = tmp_path / "out" / "points.jsonl"
+def _start_then_signal(args: list[str], log: Path, sig: int, after: int) -> tuple[int, str]:
+    """Run the sweep in a subprocess; send `sig` once `after` points are in the log."""
     proc = subprocess.Popen([sys.executable, "-c", "from melange.cli import main; main()", *args, "--workers", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "COLUMNS": "200"})
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(list(read_jsonl(log))) < 2 and proc.poll() is None:
-        time.sleep(0.05)
+    while time.monotonic() < deadline and len(list(read_jsonl(log))) < after and proc.poll() is None:
+        time.sleep(0.02)
     proc.send_signal(sig)
     output, _ = proc.communicate(timeout=60)
-    assert proc.returncode == code, output
-    assert "interrupted" in output
-    before = list(read_jsonl(log))
-    assert 2 <= len(before) < 12, "the sweep should stop part-way"
-    assert (tmp_path / "out" / "table.csv").read_text().count("\n") == len(before) + 1
+    return proc.returncode, output
+
+
+def test_interrupted_sweep_loses_nothing_and_recomputes_nothing(tmp_path):
+    scenario = loop_scenario(tmp_path, requests=2500)
+    args = ["sweep", str(scenario), "--validate", "--rate", "5,10,15,20,25,30,35,40,45,50,55,60",
+            "-o", str(tmp_path / "out")]
+    log = tmp_path / "out" / "points.jsonl"
+    code, output = _start_then_signal(args, log, signal.SIGINT, after=2)
+    assert code == 130 and "interrupted" in output, output
+    first = list(read_jsonl(log))
+    assert 2 <= len(first) < 12, "the sweep should stop part-way"
+    assert (tmp_path / "out" / "table.csv").read_text().count("\n") == len(first) + 1
+
+    code, output = _start_then_signal(args, log, signal.SIGTERM, after=len(first) + 2)
+    assert code == 143 and f"{len(first)} of 12 points already finished: skipped" in output, output
+    second = list(read_jsonl(log))
+    assert second[:len(first)] == first and len(second) < 12
 
     result = CliRunner().invoke(cli, [*args, "--workers", "1"])
     assert result.exit_code == 0, result.output
-    assert f"{len(before)} of 12 points already finished: skipped" in result.output
+    assert f"{len(second)} of 12 points already finished: skipped" in result.output
     after = list(read_jsonl(log))
-    assert after[:len(before)] == before  # no finished point lost
+    assert after[:len(second)] == second  # no finished point lost
     assert len(after) == 12 and len({line["key"] for line in after}) == 12  # none computed twice
     assert set(finished(tmp_path / "out")) == {line["key"] for line in after}
 

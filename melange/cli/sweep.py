@@ -140,4 +140,5 @@ def sweep(scenario, slice_factor, rate, slo_tpot, headroom, seed, only, validate
     if plot_dir:
         from melange.plots import sweep_plots
 
-        out.print(f"wrote {len(sweep_plots(table, plot_dir))} plots to {plot_dir}")
+        target = (study.doc.get("slo") or {}).get("attainment", 0.99) if validate else None
+        out.print(f"wrote {len(sweep_plots(table, plot_dir, target))} plots to {plot_dir}")

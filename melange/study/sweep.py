@@ -128,10 +128,10 @@ def run_sweep(sweep: Sweep, out_dir: str | Path, *, executor: Executor | None = 
             for line in results:
                 line["scenario"], line["validate"] = sweep.name, sweep.validate
                 append_jsonl(out / POINTS_FILE, line)
-                done[line["key"]] = line
                 if on_point:
                     on_point(line)
-    finally:  # also after an interrupt: the table shows every point finished so far
+    finally:  # also after an interrupt: the table shows every point in the log (it is the truth)
+        done = finished(out)
         table = tidy_table([done[k] for k, _ in keyed if k in done], sweep.gpus)
         write_table(table, out)
     return table
