@@ -81,6 +81,9 @@ def main() -> None:
                       "sweep_points_per_min_one_process": round(36 / serial_s * 60, 2),
                       "pool_speedup": round(serial_s / pool_s, 3), "workers": args.workers,
                       "cpu_s_one_process": round(serial_cpu, 1), "cpu_s_pool": round(pool_cpu, 1),
+                      # cores the runs actually got: on a shared machine the pool may get no more than one
+                      "cores_used_one_process": round(serial_cpu / serial_s, 2),
+                      "cores_used_pool": round(pool_cpu / pool_s, 2),
                       "cores": os.cpu_count(), "same_table": bool(same), "plans_held": held}))
 
 

@@ -226,3 +226,35 @@ def test_only_axis_gives_mélange_and_every_single_type_plan(tmp_path):
     assert table["n_A100-80GB"].iloc[1] == 0 and table["n_A10G"].iloc[2] == 0
     with pytest.raises(MelangeError, match="--only"):
         Sweep.create(DATA / "small.yaml", {"only": ["H100"]})
+
+
+def test_executor_choice_is_checked_before_work(tmp_path):
+    from melange.study import make_executor
+
+    with pytest.raises(MelangeError, match="--address"):
+        make_executor("local", address="auto")
+    with pytest.raises(MelangeError, match="--executor"):
+        make_executor("dask")
+    sweep = Sweep.create(DATA / "small.yaml", {"rate": [1, 1, 2]})
+    assert len(sweep.points()) == 2  # a repeated value is one point
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        result = CliRunner().invoke(cli, ["sweep", str(DATA / "small.yaml"), "--executor", "ray", "-o", str(tmp_path)])
+        assert result.exit_code == 2 and "melange[ray]" in result.output
+
+
+def test_a_point_that_crashes_is_an_error_row_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    import melange.validate
+
+    def broken(sc, **kwargs):
+        if sc.workload.rate > 20:
+            raise RuntimeError("boom")
+        return real(sc, **kwargs)
+
+    real = melange.validate.plan_and_validate
+    monkeypatch.setattr(melange.validate, "plan_and_validate", broken)
+    sweep = Sweep.create(loop_scenario(tmp_path), {"rate": [10, 40]}, validate=True)
+    table = run_sweep(sweep, tmp_path / "out", executor=LocalExecutor(1))
+    assert list(table["status"]) == ["ok", "error"]
+    assert table["message"].iloc[1] == "RuntimeError: boom" and np.isnan(table["cost"].iloc[1])

@@ -177,6 +177,8 @@ def evaluate_point(scenario_doc: dict, point: dict, validate: bool) -> dict[str,
     except MelangeError as exc:  # infeasible, or a point the scenario cannot take: a result too
         message = str(exc)
         row.update(status="infeasible" if message.startswith("infeasible") else "error", message=message)
+    except Exception as exc:  # a bug at one point must not stop the others; a code fix changes the key
+        row.update(status="error", message=f"{type(exc).__name__}: {exc}")
     row["wall_s"] = time.perf_counter() - start
     return row
 

@@ -62,7 +62,7 @@ class Sweep:
         if requests is not None:
             doc.setdefault("simulation", {})["requests"] = int(requests)
             doc["simulation"].pop("duration_s", None)
-        axes = {k: list(v) for k, v in axes.items() if v}
+        axes = {k: list(dict.fromkeys(v)) for k, v in axes.items() if v}  # each value once
         unknown = sorted(set(axes) - set(AXES))
         if unknown:
             raise MelangeError(f"sweep: unknown axis {unknown[0]!r} (axes: {', '.join(AXES)})")
