@@ -258,3 +258,14 @@ def test_a_point_that_crashes_is_an_error_row_and_the_sweep_goes_on(tmp_path, mo
     table = run_sweep(sweep, tmp_path / "out", executor=LocalExecutor(1))
     assert list(table["status"]) == ["ok", "error"]
     assert table["message"].iloc[1] == "RuntimeError: boom" and np.isnan(table["cost"].iloc[1])
+
+
+def test_parquet_table_matches_the_csv_when_pyarrow_is_installed(tmp_path):
+    pytest.importorskip("pyarrow")
+    import pandas as pd
+
+    sweep = Sweep.create(DATA / "small.yaml", {"slice_factor": [1, "continuous"], "rate": [10, 30]})
+    table = run_sweep(sweep, tmp_path, executor=LocalExecutor(1))
+    parquet = pd.read_parquet(tmp_path / "table.parquet")
+    assert list(parquet["slice_factor"]) == ["1", "1", "continuous", "continuous"]
+    assert list(parquet["cost"]) == list(table["cost"]) and list(parquet.columns) == list(table.columns)
