@@ -72,13 +72,15 @@ def sweep_table(table, limit: int = 60):
     counts = [c for c in table.columns if c.startswith("n_")]
     axes = [c for c in ("only", "slice_factor", "rate", "slo_tpot_ms", "headroom", "seed") if table[c].nunique() > 1]
     view = Table(title=f"Sweep ({len(table)} points)")
-    for col in [*axes, *(c[2:] for c in counts), "$/h", "attainment", "status"]:
+    simulated = table["attainment"].notna().any()
+    for col in [*axes, *(c[2:] for c in counts), "$/h", *(["attainment"] if simulated else []), "status"]:
         view.add_column(col, justify="right")
     for r in table.head(limit).to_dict("records"):
         att = "" if r["attainment"] is None or r["attainment"] != r["attainment"] else f"{r['attainment']:.2%}"
         cost = "" if r["cost"] is None or r["cost"] != r["cost"] else f"{r['cost']:.3f}"
         view.add_row(*(str(r[a]) for a in axes), *("" if r[c] != r[c] or r[c] is None else str(int(r[c]))
-                                                   for c in counts), cost, att, str(r["status"]))
+                                                   for c in counts), cost, *([att] if simulated else []),
+                      str(r["status"]))
     if len(table) > limit:
         view.caption = f"first {limit} of {len(table)} rows; all in table.csv"
     return view
