@@ -269,3 +269,23 @@ def test_parquet_table_matches_the_csv_when_pyarrow_is_installed(tmp_path):
     parquet = pd.read_parquet(tmp_path / "table.parquet")
     assert list(parquet["slice_factor"]) == ["1", "1", "continuous", "continuous"]
     assert list(parquet["cost"]) == list(table["cost"]) and list(parquet.columns) == list(table.columns)
+
+
+def test_validated_point_reads_a_confirmed_plans_report(tmp_path, monkeypatch):
+    """The validate package's PlanReport (confirmation on fresh seeds) feeds the same columns."""
+    import melange.validate
+    from melange.core import Plan
+
+    class Confirmed:  # the shape of melange.validate's PlanReport with confirmation
+        def __init__(self, plan):
+            self.best, self.rounds = plan, [type("R", (), {"plan": plan})()]
+
+        def validation_dict(self):
+            return {"held": True, "attainment": 0.996, "interval": [0.993, 0.998], "counted": 12000}
+
+    plan = Plan({"G": 2}, {"G": np.ones((1, 1))}, 2.0, solve_time_s=0.01)
+    monkeypatch.setattr(melange.validate, "plan_and_validate", lambda sc, **kw: Confirmed(plan))
+    doc = yaml.safe_load(loop_scenario(tmp_path).read_text())
+    row = evaluate_point(doc, {"rate": 40}, True)
+    assert row["status"] == "ok" and row["held"] is True and row["counts"] == {"G": 2}
+    assert (row["attainment"], row["attainment_lo"], row["attainment_hi"], row["counted"]) == (0.996, 0.993, 0.998, 12000)

@@ -190,20 +190,27 @@ def _validated(sc: Scenario) -> dict:
     reason = why_not_validated(sc)
     if reason:
         raise MelangeError(f"--validate: {reason}")
+    start = time.perf_counter()
     report = plan_and_validate(sc, seed=sc.simulation.seed)
-    final = report.rounds[-1]
-    plan = report.best or final.plan
-    out = _plan_fields(plan)
-    summary = final.summary or {}
-    counted = int(summary.get("counted") or 0)
-    attained = final.attainment
-    lo, hi = (None, None)
-    if attained is not None and counted:
-        lo, hi = wilson_interval(round(attained * counted), counted)
-    out.update(held=report.best is not None, attainment=attained, attainment_lo=lo, attainment_hi=hi,
-               counted=counted, rounds=len(report.rounds),
-               solve_s=sum(r.plan.solve_time_s or 0.0 for r in report.rounds),
-               sim_s=sum((r.summary or {}).get("wall_time_s") or 0.0 for r in report.rounds))
+    elapsed = time.perf_counter() - start
+    out = _plan_fields(report.best or report.rounds[-1].plan)
+    attained, counted, interval = _evidence(report)
+    if interval is None and attained is not None and counted:
+        interval = wilson_interval(round(attained * counted), counted)
+    solve_s = sum(r.plan.solve_time_s or 0.0 for r in report.rounds)
+    out.update(held=report.best is not None, attainment=attained, counted=counted,
+               attainment_lo=None if interval is None else interval[0],
+               attainment_hi=None if interval is None else interval[1],
+               rounds=len(report.rounds), solve_s=solve_s, sim_s=max(0.0, elapsed - solve_s))
     if report.best is None:
         out["status"] = "not held"
     return out
+
+
+def _evidence(report) -> tuple[float | None, int | None, tuple[float, float] | None]:
+    """(attainment, counted requests, interval) behind a report's verdict."""
+    if hasattr(report, "validation_dict"):  # confirmed plans: the fresh-seed confirmation decides
+        v = report.validation_dict()
+        return v.get("attainment"), v.get("counted"), tuple(v["interval"]) if v.get("interval") else None
+    final = report.rounds[-1]  # one simulation per round: the last round's run decides
+    return final.attainment, int((final.summary or {}).get("counted") or 0), None
