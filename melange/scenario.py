@@ -71,9 +71,13 @@ class TraceDistribution(_Strict):
     trace: str
 
 
+class WorkloadFileDistribution(_Strict):
+    file: str  # a workload file (melange scenarios build-workload), or a built-in one by name
+
+
 class WorkloadSpec(_Strict):
     rate: Rate
-    distribution: Table | TraceDistribution | None = None
+    distribution: Table | TraceDistribution | WorkloadFileDistribution | None = None
     arrival: ArrivalSpec = ArrivalSpec()
     lengths: Literal["uniform", "trace"] = "uniform"
     trace: str | None = None
@@ -184,7 +188,7 @@ class Scenario:
     source: Path | None = None
 
 
-_UNION_TAGS = {"str", "int", "float", "bool", "TraceDistribution", "LinearStepSpec", "GridSpec"}
+_UNION_TAGS = {"str", "int", "float", "bool", "TraceDistribution", "WorkloadFileDistribution", "LinearStepSpec", "GridSpec"}
 
 
 def _format_loc(loc: tuple) -> str:
@@ -349,6 +353,10 @@ def _from_spec(spec: ScenarioSpec, normalize: bool, source: Path, extra: tuple[s
     if isinstance(w.distribution, TraceDistribution):
         trace = load_trace(w.distribution.trace, base)
         distribution = grid.histogram(trace.input_tokens, trace.output_tokens)
+    elif isinstance(w.distribution, WorkloadFileDistribution):
+        from melange.workloads import load_workload_file
+
+        distribution = load_workload_file(w.distribution.file, grid, base)
     elif w.distribution is None:
         if w.trace is None:
             raise MelangeError("workload.distribution: required (a table, or {trace: NAME})")
@@ -407,7 +415,12 @@ def load_scenario(path: str | Path | None = None, *, normalize: bool = False,
     source = DEFAULT_SCENARIO if path is None else Path(path)
     if path is not None and not source.exists() and (BUILTIN_SCENARIOS / f"{path}.yaml").is_file():
         source = BUILTIN_SCENARIOS / f"{path}.yaml"  # a built-in scenario named by stem
-    data = read_document(source)
+    return scenario_from_document(read_document(source), source, normalize=normalize, catalog=catalog, force=force)
+
+
+def scenario_from_document(data: dict[str, Any], source: Path, *, normalize: bool = False,
+                           catalog: tuple[str, ...] = (), force: bool = False) -> Scenario:
+    """Validate a parsed scenario document; relative file names resolve beside `source`."""
     is_seed = "gpu_info" in data or "workload_distribution" in data
     try:
         if is_seed:

@@ -1,7 +1,7 @@
 """The README's examples run as written (issue 8): each fenced `bash` block is run by bash, in a
 scratch directory holding a copy of tests/data, with this environment's `melange` on PATH.
 `pip install` and `pytest` are left out (no network; the suite is already running); a block that
-runs the full default `melange plan` is marked slow."""
+runs the full default `melange plan`, a validated sweep or a study is marked slow."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ def bash_blocks() -> list[str]:
 
 
 def _param(script: str):
-    slow = re.search(r"^melange plan\s*(#|$)", script, flags=re.M)
+    # Whole studies (full plans, validated sweeps, the paper study) take minutes: slow tests.
+    slow = re.search(r"^melange plan\s*(#|$)|--validate|^melange (study|compare)\b", script, flags=re.M)
     return pytest.param(script, marks=pytest.mark.slow) if slow else script
 
 

@@ -29,6 +29,8 @@ COMMANDS = {
     "profile": "melange.cli.profile:profile",
     "gpus": "melange.cli.gpus:gpus",
     "models": "melange.cli.models:models",
+    "sweep": "melange.cli.sweep:sweep",
+    "scenarios": "melange.cli.scenarios:scenarios",
 }
 
 

@@ -1,0 +1,191 @@
+"""Plots (matplotlib, Agg backend): each a function of plain data and a path, written as PNG + SVG.
+
+    cost_vs_rate(frame, "out/cost_vs_rate")        # -> [out/cost_vs_rate.png, .svg]
+
+matplotlib is imported on first use, so the rest of Mélange never pays for it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from melange.core import BucketGrid, Plan, Slo
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(fig, path: str | Path) -> list[Path]:
+    """Write `fig` as path.png and path.svg (any suffix on `path` is replaced) and close it."""
+    base = Path(path)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    paths = [base.with_suffix(".png"), base.with_suffix(".svg")]
+    for p in paths:
+        fig.savefig(p, dpi=150 if p.suffix == ".png" else None, bbox_inches="tight")
+    _pyplot().close(fig)
+    return paths
+
+
+def _slice_order(values) -> list:
+    """Slice factors in increasing order, 'continuous' last."""
+    ints = sorted(int(v) for v in set(values) if str(v) != "continuous")
+    return [str(v) for v in ints] + (["continuous"] if "continuous" in {str(v) for v in values} else [])
+
+
+def cost_vs_rate(frame: pd.DataFrame, path: str | Path, title: str = "Cost vs request rate") -> list[Path]:
+    """$/h against req/s, one line per `label` (e.g. 'Mélange', 'A10G only'), like the paper's figures."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, part in frame.dropna(subset=["cost"]).groupby("label", sort=False):
+        part = part.sort_values("rate")
+        style = {"linewidth": 2.5, "zorder": 3} if str(label).lower().startswith("m") else {"linestyle": "--"}
+        ax.plot(part["rate"], part["cost"], marker="o", label=str(label), **style)
+    ax.set_xlabel("request rate (req/s)")
+    ax.set_ylabel("cost ($/h)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return save(fig, path)
+
+
+def cost_vs_slice_factor(frame: pd.DataFrame, path: str | Path, target: float | None = None,
+                         title: str = "Cost and attainment vs slice factor") -> list[Path]:
+    """$/h (and SLO attainment, when present) against the slice factor, one line per `label`."""
+    plt = _pyplot()
+    has_att = "attainment" in frame and frame["attainment"].notna().any()
+    fig, axes = plt.subplots(2 if has_att else 1, 1, figsize=(6, 6 if has_att else 3.5), sharex=True,
+                             squeeze=False)
+    order = _slice_order(frame["slice_factor"].astype(str))
+    labels = frame["label"] if "label" in frame else pd.Series("", index=frame.index)
+    for label, part in frame.assign(label=labels).groupby("label", sort=False):
+        part = part.assign(x=part["slice_factor"].astype(str).map(order.index)).sort_values("x")
+        axes[0][0].plot(part["x"], part["cost"], marker="o", label=str(label) or None)
+        if has_att:
+            axes[1][0].plot(part["x"], part["attainment"], marker="o")
+    axes[0][0].set_ylabel("cost ($/h)")
+    axes[0][0].set_title(title)
+    if labels.astype(str).str.len().any():
+        axes[0][0].legend(fontsize="small")
+    if has_att:
+        axes[1][0].set_ylabel("SLO attainment")
+        if target is not None:
+            axes[1][0].axhline(target, color="red", linestyle=":", label=f"target {target:.0%}")
+            axes[1][0].legend(fontsize="small")
+    bottom = axes[-1][0]
+    bottom.set_xticks(range(len(order)), order)
+    bottom.set_xlabel("slice factor")
+    for row in axes:
+        row[0].grid(alpha=0.3)
+    return save(fig, path)
+
+
+def bucket_map(plan: Plan, grid: BucketGrid, path: str | Path, rates: np.ndarray | None = None,
+               title: str = "Which GPU types serve each bucket") -> list[Path]:
+    """The grid of buckets, each coloured by the GPU type serving most of it, shares written in."""
+    plt = _pyplot()
+    names = [g for g in plan.share if plan.counts.get(g, 0) > 0] or list(plan.share)
+    shares = np.stack([np.asarray(plan.share[g]) for g in names])  # (G, I, J)
+    served = shares.sum(axis=0) > 0
+    if rates is not None:
+        served &= np.asarray(rates) > 0
+    major = np.where(served, shares.argmax(axis=0), -1).astype(float)
+    major[~served] = np.nan
+    fig, ax = plt.subplots(figsize=(1.1 * grid.shape[1] + 2.5, 0.5 * grid.shape[0] + 1.5))
+    cmap = plt.get_cmap("tab10", max(len(names), 1))
+    ax.imshow(major, cmap=cmap, vmin=-0.5, vmax=len(names) - 0.5, aspect="auto")
+    for i, j in zip(*np.nonzero(served)):
+        text = "\n".join(f"{names[k]} {shares[k, i, j]:.0%}" for k in np.argsort(-shares[:, i, j])
+                         if shares[k, i, j] > 0)
+        ax.text(j, i, text, ha="center", va="center", fontsize=5)
+    ax.set_xticks(range(grid.shape[1]), [f"{grid.out_edges[j]}-{grid.out_edges[j + 1]}" for j in range(grid.shape[1])],
+                  rotation=45, fontsize=7)
+    ax.set_yticks(range(grid.shape[0]), [f"{grid.in_edges[i]}-{grid.in_edges[i + 1]}" for i in range(grid.shape[0])],
+                  fontsize=7)
+    ax.set_xlabel("output tokens")
+    ax.set_ylabel("input tokens")
+    ax.set_title(title)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(k)) for k in range(len(names))]
+    ax.legend(handles, names, bbox_to_anchor=(1.02, 1), loc="upper left", fontsize="small")
+    return save(fig, path)
+
+
+def latency_distribution(records: pd.DataFrame, slo: Slo, path: str | Path,
+                         title: str = "Latency against the SLO") -> list[Path]:
+    """Cumulative distributions of TPOT and TTFT (ms) from simulation records, with the SLO lines."""
+    plt = _pyplot()
+    ok = records[records["error"].isna()] if "error" in records else records
+    tpot_col = "tpot_mean_s" if slo.definition == "mean" else "tpot_decode_s"
+    panels = [(f"TPOT ({slo.definition}, ms)", ok[tpot_col], slo.tpot_ms), ("TTFT (ms)", ok["ttft_s"], slo.ttft_ms)]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, (label, values, limit) in zip(axes, panels):
+        v = np.sort(values.dropna().to_numpy() * 1000.0)
+        if len(v):
+            ax.plot(v, np.arange(1, len(v) + 1) / len(v))
+        if limit is not None:
+            ax.axvline(limit, color="red", linestyle=":", label=f"SLO {limit:g} ms")
+            ax.legend(fontsize="small")
+        ax.axhline(slo.attainment, color="grey", linewidth=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("share of requests")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    return save(fig, path)
+
+
+def attainment_per_bucket(records: pd.DataFrame, grid: BucketGrid, path: str | Path,
+                          target: float | None = None, title: str = "SLO attainment per bucket") -> list[Path]:
+    """Heat map of the share of requests meeting the SLO in each bucket (needs `slo_met`)."""
+    plt = _pyplot()
+    inside = records[(records["bucket_in"] >= 0) & (records["bucket_out"] >= 0)]
+    grouped = inside.groupby(["bucket_in", "bucket_out"])["slo_met"].agg(["mean", "size"])
+    table = np.full(grid.shape, np.nan)
+    for (i, j), row in grouped.iterrows():
+        table[int(i), int(j)] = row["mean"]
+    fig, ax = plt.subplots(figsize=(1.0 * grid.shape[1] + 2.5, 0.45 * grid.shape[0] + 1.5))
+    low = 0.0 if target is None else max(0.0, 2 * target - 1)  # colours resolve around the target
+    image = ax.imshow(table, cmap="RdYlGn", vmin=low, vmax=1.0, aspect="auto")
+    for (i, j), row in grouped.iterrows():
+        ax.text(int(j), int(i), f"{row['mean']:.1%}\nn={int(row['size'])}", ha="center", va="center", fontsize=6)
+    ax.set_xticks(range(grid.shape[1]), [f"{grid.out_edges[j]}-{grid.out_edges[j + 1]}" for j in range(grid.shape[1])],
+                  rotation=45, fontsize=7)
+    ax.set_yticks(range(grid.shape[0]), [f"{grid.in_edges[i]}-{grid.in_edges[i + 1]}" for i in range(grid.shape[0])],
+                  fontsize=7)
+    ax.set_xlabel("output tokens")
+    ax.set_ylabel("input tokens")
+    ax.set_title(title + (f" (target {target:.1%})" if target is not None else ""))
+    fig.colorbar(image, ax=ax)
+    return save(fig, path)
+
+
+def _label(frame: pd.DataFrame, axes: list[str]) -> pd.Series:
+    """'slice_factor=8, slo_tpot_ms=40' per row, over the axes that vary."""
+    if not axes:
+        return pd.Series("Mélange", index=frame.index)
+    return frame[axes].apply(lambda r: ", ".join(f"{a}={v:g}" if isinstance(v, float) else f"{a}={v}"
+                                                 for a, v in r.items()), axis=1)
+
+
+def sweep_plots(table: pd.DataFrame, out_dir: str | Path, target: float | None = None) -> list[Path]:
+    """The plots a sweep's tidy table supports: cost vs rate, cost and attainment vs slice factor."""
+    out = Path(out_dir)
+    paths: list[Path] = []
+    ok = table[table["cost"].notna()]
+    varying = [a for a in ("only", "slice_factor", "rate", "slo_tpot_ms", "headroom", "seed")
+               if a in ok and ok[a].nunique() > 1]
+    if "rate" in varying:
+        others = [a for a in varying if a != "rate"]
+        paths += cost_vs_rate(ok.assign(label=_label(ok, others)), out / "cost_vs_rate")
+    if "slice_factor" in varying:
+        others = [a for a in varying if a != "slice_factor"]
+        paths += cost_vs_slice_factor(ok.assign(label=_label(ok, others)), out / "cost_vs_slice_factor", target)
+    return paths

@@ -1,0 +1,216 @@
+"""One sweep point: a scenario with some settings changed, solved (and optionally validated).
+
+A point is a plain dict of axis values, e.g. {"slice_factor": 8, "rate": 4.0, "slo_tpot_ms": 40.0,
+"headroom": 0.1, "seed": 0}; an axis left out (or None) keeps the scenario's value. The scenario
+travels as a self-contained document (`portable_document`: profile tables and the workload
+distribution inlined, trace paths absolute), so a worker on another machine needs no scenario files
+and the point's key (`point_key`) hashes everything that decides its result.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import melange
+from melange.acceptance import wilson_interval
+from melange.core import MelangeError, Plan, Profile, Slo
+from melange.scenario import (
+    BUILTIN_SCENARIOS,
+    Scenario,
+    load_scenario,
+    read_document,
+    scenario_from_document,
+)
+
+# `only`: "all" GPU types (Mélange) or one type's name (its single-type plan), for comparisons.
+AXES = ("only", "slice_factor", "rate", "slo_tpot_ms", "headroom", "seed")
+PACKAGE_DIR = Path(melange.__file__).resolve().parent
+# Source a point's result depends on: a change in any of these recomputes finished points.
+CODE_FILES = ("core.py", "scenario.py", "workloads.py", "traces.py", "metrics.py", "acceptance.py",
+              "validate.py", "validate/*.py", "optimizer/*.py", "sim/*.py", "perf/*.py", "study/point.py")
+
+
+def scenario_path(name: str | Path) -> Path:
+    """A scenario file: as given, or a built-in one named by stem."""
+    path = Path(name)
+    if not path.exists() and (BUILTIN_SCENARIOS / f"{name}.yaml").is_file():
+        path = BUILTIN_SCENARIOS / f"{name}.yaml"
+    return path
+
+
+def portable_document(name: str | Path) -> tuple[dict, Scenario]:
+    """(self-contained document, loaded scenario) for a scenario file in our format."""
+    path = scenario_path(name)
+    sc = load_scenario(path)  # validates everything before any work
+    doc = read_document(path)
+    if "gpu_info" in doc or "workload_distribution" in doc:
+        raise MelangeError(f"{path.name}: sweeps need a scenario in Mélange's format, not the seed's")
+    doc = copy.deepcopy(doc)
+    w = doc["workload"]
+    w["distribution"] = sc.workload.distribution.tolist()
+    if sc.workload.trace:
+        w["trace"] = sc.workload.trace
+    if isinstance(w.get("arrival"), dict) and sc.workload.arrival.trace:
+        w["arrival"]["trace"] = sc.workload.arrival.trace
+    for g in doc["gpus"]:
+        if isinstance(g.get("profile"), str):
+            g["profile"] = sc.profiles[g["name"]].max_rate.tolist()
+    return doc, sc
+
+
+def _trace_digests(doc: dict) -> dict[str, str]:
+    """Content hashes of the trace files a document points at (lengths or arrivals from them)."""
+    w = doc["workload"]
+    names = [w.get("trace"), (w.get("arrival") or {}).get("trace")]
+    return {n: hashlib.sha256(Path(n).read_bytes()).hexdigest() for n in names if n and Path(n).is_file()}
+
+
+def code_version() -> str:
+    """Hash of the package version and the source a point's result depends on."""
+    h = hashlib.sha256(melange.__version__.encode())
+    for pattern in CODE_FILES:
+        for f in sorted(PACKAGE_DIR.glob(pattern)):
+            h.update(str(f.relative_to(PACKAGE_DIR)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def point_key(doc: dict, point: dict, validate: bool, code: str) -> str:
+    """Hash of everything that decides a point's result: scenario, axis values, settings, code."""
+    blob = json.dumps({"scenario": doc, "traces": _trace_digests(doc), "point": point,
+                       "validate": validate, "code": code}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def swept_slo(sc: Scenario, tpot_ms: float | None) -> Slo | None:
+    """The scenario's SLO with the point's TPOT limit (None: unchanged)."""
+    if tpot_ms is None or sc.slo is None or tpot_ms == sc.slo.tpot_ms:
+        return None
+    return replace(sc.slo, tpot_ms=float(tpot_ms))
+
+
+def check_slo_axis(doc: dict, sc: Scenario) -> None:
+    """Refuse a TPOT axis unless every GPU's profile can be rebuilt for another SLO."""
+    if sc.slo is None:
+        raise MelangeError("--slo-tpot: the scenario has no slo to change")
+    if not doc.get("model"):
+        raise MelangeError("--slo-tpot: needs a catalog model in the scenario to rebuild profiles")
+    for g in doc["gpus"]:
+        if g.get("step_time") != "roofline" or not g.get("catalog"):
+            raise MelangeError(f"--slo-tpot: gpus[{g['name']}] needs step_time: roofline and a catalog "
+                               "GPU to rebuild its profile for another SLO")
+
+
+def slo_profiles(doc: dict, sc: Scenario, slo: Slo, *, workers: int | None = 1,
+                 progress: bool = False) -> dict[str, Profile]:
+    """Sim-profiles of every GPU for `slo` (built once, then read from the disk cache)."""
+    from melange.perf import build_profile, load_catalog
+    from melange.perf.catalog import Instance
+
+    check_slo_axis(doc, sc)
+    catalog = load_catalog()
+    profiles = {}
+    by_name = {g["name"]: g for g in doc["gpus"]}
+    for name in (gpu.name for gpu in sc.gpus):  # the point's GPU types only
+        g = by_name[name]
+        inst = catalog.instance(g["catalog"])
+        if "gpus" in g:
+            inst = Instance(inst.gpu, g["gpus"])
+        built = build_profile(inst, doc["model"], slo, sc.workload.grid, engine=sc.engines[name],
+                              catalog=catalog, step_model=sc.step_models[name], workers=workers,
+                              progress=progress)
+        profiles[name] = Profile(name, built.max_rate, source="simulated")
+    return profiles
+
+
+def apply_point(doc: dict, point: dict) -> Scenario:
+    """The scenario of `doc` with the point's axis values applied."""
+    sc = scenario_from_document(doc, Path("<sweep>"))
+    only = point.get("only")
+    if only not in (None, "all"):
+        if only not in {g.name for g in sc.gpus}:
+            raise MelangeError(f"only: no GPU type named {only!r} in the scenario")
+        sc.gpus = [g for g in sc.gpus if g.name == only]
+        sc.profiles = {only: sc.profiles[only]} if only in sc.profiles else {}
+        sc.step_models = {k: v for k, v in sc.step_models.items() if k == only}
+        sc.engines = {k: v for k, v in sc.engines.items() if k == only}
+    if point.get("rate") is not None:
+        sc.workload = replace(sc.workload, rate=float(point["rate"]))
+    solve = {k: point[k] for k in ("slice_factor", "headroom") if point.get(k) is not None}
+    sc.solve = replace(sc.solve, **solve)
+    if point.get("seed") is not None:
+        sc.simulation = sc.simulation.model_copy(update={"seed": int(point["seed"])})
+    slo = swept_slo(sc, point.get("slo_tpot_ms"))
+    if slo is not None:
+        sc.profiles = slo_profiles(doc, sc, slo)
+        sc.slo = slo
+    return sc
+
+
+def _plan_fields(plan: Plan) -> dict:
+    return {"counts": dict(plan.counts), "cost": plan.cost, "solver_status": plan.status,
+            "plan": plan.to_dict()}
+
+
+def evaluate_point(scenario_doc: dict, point: dict, validate: bool) -> dict[str, Any]:
+    """Solve (validate=False) or plan-and-validate (True) one point; a JSON-ready result row."""
+    start = time.perf_counter()
+    row: dict[str, Any] = {"status": "ok", "message": "", "counts": {}, "cost": None, "attainment": None,
+                           "attainment_lo": None, "attainment_hi": None, "counted": None, "held": None,
+                           "rounds": 0, "solve_s": 0.0, "sim_s": 0.0}
+    try:
+        sc = apply_point(scenario_doc, point)
+        row["seed"] = sc.simulation.seed
+        if not validate:
+            from melange.optimizer import solve
+
+            plan = solve(sc.workload, sc.gpus, sc.profiles, sc.solve)
+            row.update(_plan_fields(plan), rounds=1, solve_s=plan.solve_time_s or 0.0)
+        else:
+            row.update(_validated(sc))
+    except MelangeError as exc:  # infeasible, or a point the scenario cannot take: a result too
+        message = str(exc)
+        row.update(status="infeasible" if message.startswith("infeasible") else "error", message=message)
+    except Exception as exc:  # a bug at one point must not stop the others; a code fix changes the key
+        row.update(status="error", message=f"{type(exc).__name__}: {exc}")
+    row["wall_s"] = time.perf_counter() - start
+    return row
+
+
+def _validated(sc: Scenario) -> dict:
+    """The one call into the validation loop (its API grows in melange.validate)."""
+    from melange.validate import plan_and_validate, why_not_validated
+
+    reason = why_not_validated(sc)
+    if reason:
+        raise MelangeError(f"--validate: {reason}")
+    start = time.perf_counter()
+    report = plan_and_validate(sc, seed=sc.simulation.seed)
+    elapsed = time.perf_counter() - start
+    out = _plan_fields(report.best or report.rounds[-1].plan)
+    attained, counted, interval = _evidence(report)
+    if interval is None and attained is not None and counted:
+        interval = wilson_interval(round(attained * counted), counted)
+    solve_s = sum(r.plan.solve_time_s or 0.0 for r in report.rounds)
+    out.update(held=report.best is not None, attainment=attained, counted=counted,
+               attainment_lo=None if interval is None else interval[0],
+               attainment_hi=None if interval is None else interval[1],
+               rounds=len(report.rounds), solve_s=solve_s, sim_s=max(0.0, elapsed - solve_s))
+    if report.best is None:
+        out["status"] = "not held"
+    return out
+
+
+def _evidence(report) -> tuple[float | None, int | None, tuple[float, float] | None]:
+    """(attainment, counted requests, interval) behind a report's verdict."""
+    if hasattr(report, "validation_dict"):  # confirmed plans: the fresh-seed confirmation decides
+        v = report.validation_dict()
+        return v.get("attainment"), v.get("counted"), tuple(v["interval"]) if v.get("interval") else None
+    final = report.rounds[-1]  # one simulation per round: the last round's run decides
+    return final.attainment, int((final.summary or {}).get("counted") or 0), None
