@@ -38,9 +38,10 @@ def cli() -> None:
 
 def _register() -> None:
     # Explicit list: a reader sees every subcommand here (no auto-discovery).
-    from melange.cli import gpus, models, plan, profile, simulate, solve
+    from melange.cli import emulate, gpus, models, plan, profile, simulate, solve
 
-    for command in (plan.plan, solve.solve, simulate.simulate, profile.profile, gpus.gpus, models.models):
+    for command in (plan.plan, solve.solve, simulate.simulate, profile.profile, emulate.emulate, gpus.gpus,
+                    models.models):
         cli.add_command(command)
 
 
