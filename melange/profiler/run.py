@@ -59,6 +59,31 @@ async def _probe(target: Target, grid: BucketGrid, i: int, j: int) -> float:
     return float("inf") if rec.error else float(rec.e2e_s)
 
 
+async def measure_point(target: Target, grid: BucketGrid, slo: Slo, settings: SearchSettings, i: int, j: int,
+                        rate: float, on_record=None) -> tuple[dict, list]:
+    """One load test of bucket (i, j) at `rate` (GPU req/s): (verdict, records)."""
+    n = point_size(settings, slo, grid, j, rate)
+    rng = np.random.default_rng([settings.seed, i, j, int(round(rate * 1e6))])
+    jobs = bucket_jobs(grid, i, j, rate, n, rng, process=settings.process, cv=settings.cv,
+                       time_scale=target.time_scale, seed=settings.seed)
+    counts = [0, 0]  # finished, failed
+
+    def seen(rec) -> None:
+        counts[0] += 1
+        counts[1] += rec.error is not None
+        if on_record is not None:
+            on_record(rec)
+
+    def stop() -> bool:  # rising errors: stop sending, the point has failed anyway
+        return counts[0] >= 50 and counts[1] > max(20, 2 * settings.max_error_share * counts[0])
+
+    recs = await run_jobs(target, jobs, seen, stop)
+    verdict = judge_point(recs, slo, settings)
+    if len(recs) < n:
+        verdict.update(passed=False, reason=f"stopped after {len(recs)} of {n} requests: {counts[1]} failed")
+    return verdict, recs
+
+
 async def profile_server(target: Target, grid: BucketGrid, slo: Slo, settings: SearchSettings,
                          store_path: str | Path, *, buckets: list[tuple[int, int]] | None = None,
                          progress: NoProgress | None = None) -> RunResult:
@@ -82,27 +107,13 @@ async def profile_server(target: Target, grid: BucketGrid, slo: Slo, settings: S
             if key in store.points:
                 progress.point_done((i, j), rate, store.points[key], True)
                 return store.points[key]
-            n = point_size(settings, slo, grid, j, rate)
-            rng = np.random.default_rng([settings.seed, i, j, int(round(rate * 1e6))])
-            jobs = bucket_jobs(grid, i, j, rate, n, rng, process=settings.process, cv=settings.cv,
-                               time_scale=target.time_scale, seed=settings.seed)
-            progress.point_started((i, j), rate, n)
-            failed = [0, 0]
+            progress.point_started((i, j), rate, point_size(settings, slo, grid, j, rate))
 
             def on_record(rec) -> None:
-                failed[0] += 1
-                failed[1] += rec.error is not None
                 store.record(i, j, rate, rec)
                 progress.record(rec.error is not None)
 
-            def stop() -> bool:  # rising errors: stop sending, the point has failed anyway
-                return failed[0] >= 50 and failed[1] > max(20, 2 * settings.max_error_share * failed[0])
-
-            recs = await run_jobs(target, jobs, on_record, stop)
-            verdict = judge_point(recs, slo, settings)
-            if len(recs) < n:
-                verdict.update(passed=False, reason=f"stopped after {len(recs)} of {n} requests: "
-                                                    f"{failed[1]} failed")
+            verdict, recs = await measure_point(target, grid, slo, settings, i, j, rate, on_record)
             store.point(i, j, rate, verdict, recs)
             progress.point_done((i, j), rate, verdict, False)
             return verdict

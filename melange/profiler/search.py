@@ -10,7 +10,8 @@ under `max_error_share`.
 The search copies the sim-profiles' shape (`perf.profile_sim.search_bucket`): start at 4x the
 rate of one request in flight (1 / a lone request's latency, probed first; a batching server
 holds many, and the lowest rates are the slowest points to measure), step down by 4x until a
-point passes, double until one fails, then bisect to `rel_tol`. It stops early at the first failed
+point passes, double until one fails, then bisect to `rel_tol`, never measuring a rate at or
+above one that already failed. It stops early at the first failed
 point going up (saturation, unstable queue, or rising errors): no higher rate is tried after a
 failure.
 """
@@ -95,18 +96,17 @@ async def search_rate(measure: Measure, first_guess: float, settings: SearchSett
     async def ok(rate: float) -> bool:
         return bool((await measure(rate))["passed"])
 
-    lo = 4 * first_guess
-    for _ in range(7):  # below the guess: the SLO may need a nearly idle server
+    lo, hi = 4 * first_guess, math.inf  # hi: the lowest rate known to fail
+    for _ in range(7):
         if await ok(lo):
             break
-        lo /= 4
+        lo, hi = lo / 4, lo
     else:
         return 0.0
-    hi = lo * 2
-    while await ok(hi):
-        lo, hi = hi, hi * 2
-        if hi > settings.max_rate:
+    while hi == math.inf:  # double until a failure (never above one already seen)
+        if lo * 2 > settings.max_rate:
             return lo
+        lo, hi = (lo * 2, hi) if await ok(lo * 2) else (lo, lo * 2)
     while (hi - lo) / lo > settings.rel_tol:
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if await ok(mid) else (lo, mid)

@@ -1,0 +1,126 @@
+"""The measured rate search, point sizing and judging, and resuming a killed run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from melange.acceptance import AcceptanceRule
+from melange.core import BucketGrid, MelangeError, Slo
+from melange.metrics import RequestRecord
+from melange.profiler.client import Target
+from melange.profiler.run import NoProgress, profile_server
+from melange.profiler.store import rate_key
+from melange.profiler.search import SearchSettings, judge_point, point_size, search_rate
+from tests.profiler_servers import ServerThread, other_server_app
+
+
+@settings(max_examples=60, deadline=None)
+@given(threshold=st.floats(0.05, 500), guess=st.floats(0.01, 100))
+def test_search_brackets_then_bisects_and_never_goes_above_a_failure(threshold, guess):
+    tried = []
+
+    async def measure(rate):
+        tried.append(rate)
+        return {"passed": rate <= threshold}
+
+    s = SearchSettings(rel_tol=0.05, max_rate=1e6)
+    found = asyncio.run(search_rate(measure, guess, s))
+    lowest_floor = 4 * guess / 4 ** 6  # the 7th and last rate tried going down
+    if threshold < lowest_floor:
+        assert found == 0.0
+        return
+    assert found <= threshold and found >= threshold / (1 + s.rel_tol) - 1e-9
+    failures = [r for r in tried if r > threshold]
+    for k, r in enumerate(tried):  # early stop: after a failure going up, only lower rates
+        if r in failures:
+            assert all(later < r for later in tried[k + 1:])
+
+
+def _records(n: int, rate: float, e2e: float, errors: int = 0) -> list[RequestRecord]:
+    return [RequestRecord(k, k / rate, 10, 10, 0, 0, "g", 0, math.nan, e2e / 10, e2e,
+                          error="http 500: x" if k < errors else None, sent_s=k / rate + 0.001)
+            for k in range(n)]
+
+
+def test_judge_point_uses_the_acceptance_rule_and_counts_errors():
+    slo = Slo(100, attainment=0.9)
+    s = SearchSettings()
+    assert judge_point(_records(300, 10.0, 0.5), slo, s)["passed"]
+    slow = judge_point(_records(300, 10.0, 1.5), slo, s)  # 150 ms per token > 100
+    assert not slow["passed"] and slow["reason"].startswith("SLO")
+    few = judge_point(_records(100, 10.0, 0.5), slo, s)
+    assert not few["passed"] and few["reason"].startswith("too few")
+    errs = judge_point(_records(300, 10.0, 0.5, errors=20), slo, s)  # 6.7 % failed, SLO still met
+    assert not errs["passed"] and errs["reason"].startswith("errors") and errs["error_kinds"] == {"http 500": 20}
+
+
+def test_point_size_is_enough_for_the_rule():
+    grid = BucketGrid((1, 100), (1, 50))
+    s = SearchSettings()
+    for att in (0.9, 0.99):
+        need = s.rule.min_counted(att)
+        assert point_size(s, Slo(100, attainment=att), grid, 0, 0.1) * (1 - s.warmup) >= need
+
+
+# --- resume ----------------------------------------------------------------------------------
+
+GRID = BucketGrid((8, 16), (4, 8))
+SLO = Slo(40, attainment=0.8)
+FAST_RULE = SearchSettings(rel_tol=0.3, rule=AcceptanceRule(min_requests=20))
+
+
+class Killer(NoProgress):
+    """Records what the run does; raises (like Ctrl-C) `after` records into point `kill_at`."""
+
+    def __init__(self, kill_at=None, after=10):
+        self.started, self.reused, self.kill_at, self.after, self.seen = [], [], kill_at, after, 0
+
+    def point_started(self, bucket, rate, n):
+        self.started.append(rate)
+
+    def record(self, failed):
+        if self.kill_at is not None and len(self.started) == self.kill_at:
+            self.seen += 1
+            if self.seen == self.after:
+                raise KeyboardInterrupt
+
+    def point_done(self, bucket, rate, verdict, reused):
+        if reused:
+            self.reused.append(rate)
+
+
+def test_killed_run_resumes_and_reuses_finished_points(tmp_path):
+    log = tmp_path / "run.jsonl"
+    with ServerThread(lambda: other_server_app(slots=2, token_s=0.002)) as url:
+        target = Target(url, "other-model", api="chat", prompt="text", timeout_s=5, time_scale=10.0, gpu="X")
+        first = Killer(kill_at=3)
+        with pytest.raises(KeyboardInterrupt):
+            asyncio.run(profile_server(target, GRID, SLO, FAST_RULE, log, progress=first))
+        lines = [json.loads(x) for x in log.read_text().splitlines()]
+        done = [x for x in lines if x["type"] == "point"]
+        assert len(done) == 2 and len(first.started) == 3
+        with log.open("a") as f:
+            f.write('{"type": "record", "bucket": [0, 0], "ra')  # killed mid-line
+        second = Killer()
+        result = asyncio.run(profile_server(target, GRID, SLO, FAST_RULE, log, progress=second))
+    # The two finished points are recalled, not measured again; the killed one is re-measured.
+    assert [rate_key(r) for r in second.reused[:2]] == [x["rate"] for x in done]
+    assert second.started[0] == pytest.approx(first.started[2])
+    assert not {rate_key(r) for r in second.started} & {x["rate"] for x in done}
+    print("rates measured", first.started, second.started)
+    assert result.profile.max_rate[0, 0] > 0
+    assert len(result.records[(0, 0, done[0]["rate"])]) == done[0]["requests"]
+
+
+def test_resume_refuses_a_log_of_another_run(tmp_path):
+    log = tmp_path / "run.jsonl"
+    log.write_text(json.dumps({"type": "run", "config": {"gpu": "other"}}) + "\n")
+    target = Target("http://127.0.0.1:9", "m", gpu="X")
+    with pytest.raises(MelangeError, match="--store: .* was made with another"):
+        asyncio.run(profile_server(target, GRID, SLO, FAST_RULE, log))
