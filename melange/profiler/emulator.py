@@ -185,31 +185,35 @@ class Emulator:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
-        send = lambda obj: resp.write(b"data: " + json.dumps(obj).encode() + b"\n\n")  # noqa: E731
         created = int(time.time())
         if chat:
-            await send(_chunk(rid, self.name, created, chat, None, first=True))
+            await resp.write(_event(_chunk(rid, self.name, created, chat, None, first=True)))
+        token = _event(_chunk(rid, self.name, created, chat, None))  # encoded once: the hot path
+        cut = max(1, output // 2) if fault in ("error_event", "drop", "stall") else output + 1
         sent = 0
         async for made in tokens:
-            for k in range(sent + 1, made + 1):
-                if fault == "malformed" and k == 1:
-                    await resp.write(b'data: {"choices": [{"text": \n\n')
-                await send(_chunk(rid, self.name, created, chat, "length" if k == output else None))
-                if k == max(1, output // 2) and fault in ("error_event", "drop", "stall"):
-                    if fault == "error_event":
-                        await send({"error": {"message": "emulated engine failure", "type": "InternalServerError",
-                                              "code": 500}})
-                        await resp.write(b"data: [DONE]\n\n")
-                        return resp
-                    if fault == "drop":
-                        request.transport.close()  # the connection dies mid-stream
-                        return resp
-                    await asyncio.sleep(self.config.stall_s)
+            if fault == "malformed" and sent == 0:
+                await resp.write(b'data: {"choices": [{"text": \n\n')
+            if sent < cut <= made:  # the fault strikes after token `cut`
+                await resp.write(token * (cut - sent))
+                if fault == "error_event":
+                    await resp.write(_event({"error": {"message": "emulated engine failure",
+                                                       "type": "InternalServerError", "code": 500}}))
+                    await resp.write(b"data: [DONE]\n\n")
+                    return resp
+                if fault == "drop":
+                    request.transport.close()  # the connection dies mid-stream
+                    return resp
+                await asyncio.sleep(self.config.stall_s)
+                sent = cut
+            last = made == output
+            await resp.write(token * (made - sent - last)
+                             + (_event(_chunk(rid, self.name, created, chat, "length")) if last else b""))
             sent = made
         self._finished(prompt, output, timing)
         if include_usage:
-            await send({"id": rid, "object": "chat.completion.chunk" if chat else "text_completion",
-                        "created": created, "model": self.name, "choices": [], "usage": usage})
+            await resp.write(_event({"id": rid, "object": "chat.completion.chunk" if chat else "text_completion",
+                                     "created": created, "model": self.name, "choices": [], "usage": usage}))
         await resp.write(b"data: [DONE]\n\n")
         return resp
 
@@ -241,6 +245,10 @@ class Emulator:
         end = end if end == end and end >= seq.ttft else self.engine.env.now
         self.metrics.finished(prompt, output, seq.sched - seq.arrival, seq.ttft - seq.arrival,
                               end - seq.arrival)
+
+
+def _event(obj: dict) -> bytes:
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
 
 
 def _chunk(rid: str, model: str, created: int, chat: bool, finish: str | None, first: bool = False) -> dict:

@@ -45,7 +45,8 @@ class ServerProcess:
         deadline = time.monotonic() + self.ready_timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise MelangeError(f"--serve: the server exited with code {self.proc.returncode} before /health answered")
+                raise MelangeError(f"--serve: the server exited with code {self.proc.returncode} "
+                                   "before /health answered")
             try:
                 with urllib.request.urlopen(self.url + "/health", timeout=2) as resp:
                     if resp.status == 200:

@@ -17,6 +17,7 @@ import math
 import time
 
 import simpy
+from simpy.core import StopSimulation
 
 from melange.core import EngineConfig, MelangeError, StepTimeModel
 from melange.sim.instance import Instance, Outcomes, Seq
@@ -37,7 +38,7 @@ class WallClockEngine:
         self.free: list[int] = []
         self.live: dict[int, list] = {}  # rid -> [seq, event, tokens at the last wake-up]
         self.t0 = time.perf_counter()
-        self._kick: asyncio.Event | None = None
+        self._kick: asyncio.Future | None = None
 
     def sim_now(self) -> float:
         """Simulated seconds since the engine started."""
@@ -49,9 +50,14 @@ class WallClockEngine:
 
     def advance(self) -> None:
         """Run the engine up to now; wake every request that produced tokens or finished."""
-        target = self.sim_now()
-        if target > self.env.now:
-            self.env.run(until=target)
+        target, env = self.sim_now(), self.env
+        if target > env.now:
+            env.run(until=target)
+        while env.peek() <= env.now:  # events due now; SimPy may also leave its stop marker here
+            try:
+                env.step()
+            except StopSimulation:
+                pass
         done = []
         for rid, entry in self.live.items():
             seq = entry[0]
@@ -82,21 +88,23 @@ class WallClockEngine:
         moved = asyncio.Event()
         self.live[rid] = [seq, moved, 0]
         if self._kick is not None:
-            self._kick.set()
+            _wake(self._kick)
         return seq, moved
 
     async def drive(self) -> None:
         """Advance forever: to each next engine event on time, or at once when work arrives."""
-        self._kick = asyncio.Event()
+        loop = asyncio.get_running_loop()
         while True:
             self.advance()
             nxt = self.env.peek()
-            delay = None if nxt == math.inf else max(0.0, self.wall_of(nxt) - time.perf_counter())
-            self._kick.clear()
-            try:
-                await asyncio.wait_for(self._kick.wait(), delay)
-            except asyncio.TimeoutError:
-                pass
+            self._kick = wake = loop.create_future()
+            timer = None
+            if nxt != math.inf:
+                delay = max(0.0, self.wall_of(nxt) - time.perf_counter())
+                timer = loop.call_later(delay, _wake, wake)
+            await wake
+            if timer is not None:
+                timer.cancel()
 
     def gauges(self) -> dict[str, float]:
         """Running and waiting requests and KV-cache use (0..1), for /metrics."""
@@ -104,6 +112,11 @@ class WallClockEngine:
         return {"running": len(inst.running), "waiting": len(inst.waiting),
                 "kv": (inst.total_blocks - inst.free) / max(inst.total_blocks, 1),
                 "preemptions": inst.preemptions}
+
+
+def _wake(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 async def engine_tokens(seq: Seq, moved: asyncio.Event):
