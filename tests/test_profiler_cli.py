@@ -88,3 +88,25 @@ def test_bad_input_is_one_line_exit_2(args, field, tmp_path):
     res = CliRunner().invoke(cli, ["profile", "--gpu", "A10G", "--model", "llama-2-7b", "--slo-tpot", "100ms",
                                    *args, "-o", str(tmp_path / "p.yaml")])
     assert res.exit_code == 2 and field in res.output and "Traceback" not in res.output
+
+
+def test_serve_starts_the_server_waits_for_health_and_stops_it():
+    import socket
+    import sys
+    import urllib.request
+
+    from melange.core import MelangeError
+    from melange.profiler.launcher import ServerProcess
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    tiny = ("import http.server as h; h.HTTPServer(('127.0.0.1', %d), type('H', (h.BaseHTTPRequestHandler,), "
+            "{'do_GET': lambda s: (s.send_response(200), s.end_headers())})).serve_forever()" % port)
+    with ServerProcess(f'{sys.executable} -c "{tiny}"', url) as server:
+        assert urllib.request.urlopen(url + "/health", timeout=5).status == 200
+    assert server.proc.poll() is not None  # stopped on leaving the block
+    with pytest.raises(MelangeError, match="exited with code"):
+        with ServerProcess(f"{sys.executable} -c 'raise SystemExit(3)'", url):
+            pass

