@@ -116,6 +116,9 @@ def test_killed_run_resumes_and_reuses_finished_points(tmp_path):
     print("rates measured", first.started, second.started)
     assert result.profile.max_rate[0, 0] > 0
     assert len(result.records[(0, 0, done[0]["rate"])]) == done[0]["requests"]
+    killed = rate_key(first.started[2])  # its killed attempt's 10 records are not mixed in
+    redone = [x for x in result.points if x["rate"] == killed][0]
+    assert len(result.records[(0, 0, killed)]) == redone["requests"]
 
 
 def test_resume_refuses_a_log_of_another_run(tmp_path):

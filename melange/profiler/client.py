@@ -107,7 +107,7 @@ def parse_event(payload: str, chat: bool) -> tuple[str, object]:
     return "other", None
 
 
-async def read_stream(resp: aiohttp.ClientResponse, chat: bool, origin: float) -> tuple[list[float], dict | None]:
+async def read_stream(resp: aiohttp.ClientResponse, chat: bool) -> tuple[list[float], dict | None]:
     """Token-chunk arrival times (perf_counter) and the usage block of one SSE stream."""
     times: list[float] = []
     usage = None
@@ -159,7 +159,7 @@ async def send(session: aiohttp.ClientSession, target: Target, job: Job, t0: flo
             if resp.status != 200:
                 text = (await resp.text())[:200].replace("\n", " ")
                 raise Failure(f"http {resp.status}: {text}")
-            times, usage = await read_stream(resp, chat, t0)
+            times, usage = await read_stream(resp, chat)
     except Failure as exc:
         error = str(exc)
     except asyncio.TimeoutError:
@@ -169,6 +169,8 @@ async def send(session: aiohttp.ClientSession, target: Target, job: Job, t0: flo
         error = f"connection dropped: {type(exc).__name__}"
     except aiohttp.ClientError as exc:
         error = f"client error: {type(exc).__name__}: {exc}"
+    except ValueError as exc:  # e.g. an event line longer than the stream reader's limit
+        error = f"malformed event: {exc}"
     end = time.perf_counter()
     got = len(times)
     if usage and isinstance(usage.get("completion_tokens"), int):

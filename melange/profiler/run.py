@@ -92,34 +92,38 @@ async def profile_server(target: Target, grid: BucketGrid, slo: Slo, settings: S
     store = RunStore(store_path, run_config(target, grid, slo, settings))
     rates = np.zeros(grid.shape)
     result = RunResult(Profile(target.gpu, rates, source="measured"))
-    todo = buckets or [(i, j) for i in range(grid.shape[0]) for j in range(grid.shape[1])]
-    for i, j in todo:
-        if (i, j) not in store.probes:
-            store.probe(i, j, await _probe(target, grid, i, j))
-        latency = store.probes[(i, j)]
-        if not np.isfinite(latency) or latency <= 0:
-            result.reasons[(i, j)] = "a lone request failed (too long for the server, or an error)"
-            progress.bucket_done((i, j), 0.0)
-            continue
+    try:
+        todo = buckets or [(i, j) for i in range(grid.shape[0]) for j in range(grid.shape[1])]
+        for i, j in todo:
+            if (i, j) not in store.probes:
+                store.probe(i, j, await _probe(target, grid, i, j))
+            latency = store.probes[(i, j)]
+            if not np.isfinite(latency) or latency <= 0:
+                result.reasons[(i, j)] = "a lone request failed (too long for the server, or an error)"
+                progress.bucket_done((i, j), 0.0)
+                continue
 
-        async def measure(rate: float, i: int = i, j: int = j) -> dict:
-            key = (i, j, rate_key(rate))
-            if key in store.points:
-                progress.point_done((i, j), rate, store.points[key], True)
-                return store.points[key]
-            progress.point_started((i, j), rate, point_size(settings, slo, grid, j, rate))
+            async def measure(rate: float, i: int = i, j: int = j) -> dict:
+                key = (i, j, rate_key(rate))
+                if key in store.points:
+                    progress.point_done((i, j), rate, store.points[key], True)
+                    return store.points[key]
+                store.start(i, j, rate)
+                progress.point_started((i, j), rate, point_size(settings, slo, grid, j, rate))
 
-            def on_record(rec) -> None:
-                store.record(i, j, rate, rec)
-                progress.record(rec.error is not None)
+                def on_record(rec) -> None:
+                    store.record(i, j, rate, rec)
+                    progress.record(rec.error is not None)
 
-            verdict, recs = await measure_point(target, grid, slo, settings, i, j, rate, on_record)
-            store.point(i, j, rate, verdict, recs)
-            progress.point_done((i, j), rate, verdict, False)
-            return verdict
+                verdict, recs = await measure_point(target, grid, slo, settings, i, j, rate, on_record)
+                store.point(i, j, rate, verdict, recs)
+                progress.point_done((i, j), rate, verdict, False)
+                return verdict
 
-        rates[i, j] = await search_rate(measure, 1.0 / latency, settings)
-        progress.bucket_done((i, j), rates[i, j])
+            rates[i, j] = await search_rate(measure, 1.0 / latency, settings)
+            progress.bucket_done((i, j), rates[i, j])
+    finally:
+        store.flush()  # records already handed to the writer reach the disk, even on Ctrl-C
     for key, line in store.points.items():
         result.points.append(line)
         result.records[key] = store.records.get(key, [])

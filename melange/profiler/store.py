@@ -3,7 +3,7 @@
 The first line describes the run (target, SLO, grid, search settings); a re-run with the same
 file checks it matches, then reuses every finished point (its verdict and records) instead of
 measuring it again. Records of a point that never finished (the run was killed mid-point) are
-ignored: that point is measured again from scratch. Writes go through `melange.files`
+ignored: that point is measured again from scratch (a "start" line opens every attempt). Writes go through `melange.files`
 (flushed and fsynced line by line; a torn last line is dropped on reading). Records are written
 by one background thread, in order, so an fsync never stalls the client's event loop (it would
 show up as send lag); a point's line is written only after all its records are.
@@ -52,6 +52,8 @@ class RunStore:
             kind = line.get("type")
             if kind == "probe":
                 self.probes[tuple(line["bucket"])] = float(line["latency_s"])
+            elif kind == "start":  # a new attempt at a point: drop what a killed one left
+                pending[(*line["bucket"], line["rate"])] = []
             elif kind == "record":
                 pending.setdefault((*line["bucket"], line["rate"]), []).append(line)
             elif kind == "point":
@@ -63,6 +65,11 @@ class RunStore:
         """Log one bucket's lone-request latency (the search's starting point)."""
         self.probes[(i, j)] = latency_s
         append_jsonl(self.path, {"type": "probe", "bucket": [i, j], "latency_s": latency_s})
+
+    def start(self, i: int, j: int, rate: float) -> None:
+        """Log that point (bucket, rate) starts; records before this line are a killed attempt's."""
+        self.flush()
+        append_jsonl(self.path, {"type": "start", "bucket": [i, j], "rate": rate_key(rate)})
 
     def record(self, i: int, j: int, rate: float, rec: RequestRecord) -> None:
         """Log one finished request of point (bucket, rate)."""
