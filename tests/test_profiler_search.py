@@ -76,10 +76,12 @@ FAST_RULE = SearchSettings(rel_tol=0.3, rule=AcceptanceRule(min_requests=20))
 
 
 class Killer(NoProgress):
-    """Records what the run does; raises (like Ctrl-C) `after` records into point `kill_at`."""
+    """Records what the run does; `after` records into point `kill_at` it cancels the run's main
+    task, which is what asyncio.run does on Ctrl-C."""
 
     def __init__(self, kill_at=None, after=10):
         self.started, self.reused, self.kill_at, self.after, self.seen = [], [], kill_at, after, 0
+        self.main = None
 
     def point_started(self, bucket, rate, n):
         self.started.append(rate)
@@ -88,7 +90,7 @@ class Killer(NoProgress):
         if self.kill_at is not None and len(self.started) == self.kill_at:
             self.seen += 1
             if self.seen == self.after:
-                raise KeyboardInterrupt
+                self.main.cancel()
 
     def point_done(self, bucket, rate, verdict, reused):
         if reused:
@@ -100,8 +102,13 @@ def test_killed_run_resumes_and_reuses_finished_points(tmp_path):
     with ServerThread(lambda: other_server_app(slots=2, token_s=0.002)) as url:
         target = Target(url, "other-model", api="chat", prompt="text", timeout_s=5, time_scale=10.0, gpu="X")
         first = Killer(kill_at=3)
-        with pytest.raises(KeyboardInterrupt):
-            asyncio.run(profile_server(target, GRID, SLO, FAST_RULE, log, progress=first))
+
+        async def killed_run():
+            first.main = asyncio.current_task()
+            await profile_server(target, GRID, SLO, FAST_RULE, log, progress=first)
+
+        with pytest.raises(asyncio.CancelledError):
+            asyncio.run(killed_run())
         lines = [json.loads(x) for x in log.read_text().splitlines()]
         done = [x for x in lines if x["type"] == "point"]
         assert len(done) == 2 and len(first.started) == 3

@@ -126,14 +126,17 @@ class Emulator:
     # --- small endpoints ---------------------------------------------------------------------
 
     async def health(self, request: web.Request) -> web.Response:
+        """GET /health: 200 once serving."""
         return web.Response(status=200)
 
     async def models(self, request: web.Request) -> web.Response:
+        """GET /v1/models: the one served model."""
         return web.json_response({"object": "list", "data": [{
             "id": self.name, "object": "model", "created": int(time.time()), "owned_by": "melange",
             "root": self.config.model, "max_model_len": self.max_len}]})
 
     async def tokenize(self, request: web.Request) -> web.Response:
+        """POST /tokenize: vLLM's shape, {count, max_model_len, tokens}."""
         try:
             body = await request.json()
             n = count_tokens(body, chat="messages" in body)
@@ -143,15 +146,18 @@ class Emulator:
                                   "tokens": [1000 + k % 30000 for k in range(n)]})
 
     async def prometheus(self, request: web.Request) -> web.Response:
+        """GET /metrics: Prometheus text, vLLM's metric names."""
         gauges = self.engine.gauges() if self.engine is not None else {}
         return web.Response(text=self.metrics.render(gauges), content_type="text/plain")
 
     # --- generation ----------------------------------------------------------------------------
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
+        """POST /v1/completions."""
         return await self._generate(request, chat=False)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
+        """POST /v1/chat/completions."""
         return await self._generate(request, chat=True)
 
     async def _generate(self, request: web.Request, chat: bool) -> web.StreamResponse:
