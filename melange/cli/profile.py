@@ -51,6 +51,9 @@ def measured_options(f):
         click.option("--cost", type=float, default=None, help="$/hour of the instance, recorded in the profile."),
         click.option("--buckets", "bucket_text", default=None, help="Only these buckets, e.g. '0,0;2,1'."),
         click.option("--rel-tol", type=float, default=0.05, show_default=True, help="Rate search precision."),
+        click.option("--arrival", type=click.Choice(["poisson", "gamma"]), default="poisson", show_default=True,
+                     help="Send-time process of each load test."),
+        click.option("--cv", type=float, default=1.0, show_default=True, help="Gamma arrivals: coefficient of variation."),
         click.option("--max-requests", type=int, default=3000, show_default=True, help="Requests per point at most."),
         click.option("--api-key", envvar="OPENAI_API_KEY", default=None, help="Bearer token (or $OPENAI_API_KEY)."),
     ]
