@@ -161,6 +161,7 @@ class Emulator:
         return await self._generate(request, chat=True)
 
     async def _generate(self, request: web.Request, chat: bool) -> web.StreamResponse:
+        arrived = time.perf_counter()  # fixed latencies count from here, before parsing the body
         try:
             body = await request.json()
             if not isinstance(body, dict):
@@ -177,7 +178,7 @@ class Emulator:
         if fault == "http_error":
             return _error(500, "emulated internal server error", "InternalServerError")
         try:
-            tokens, timing = self._tokens(prompt, output)
+            tokens, timing = self._tokens(prompt, output, arrived)
         except MelangeError as exc:
             return _error(400, f"This model's maximum context length is {self.max_len} tokens: {exc}")
         stream = bool(body.get("stream"))
@@ -232,10 +233,10 @@ class Emulator:
         k = int(np.searchsorted(edges, u, side="right"))
         return FAULTS[k] if k < len(FAULTS) else None
 
-    def _tokens(self, prompt: int, output: int):
+    def _tokens(self, prompt: int, output: int, arrived: float):
         """(async iterator of tokens made so far, timing source for /metrics)."""
         if self.fixed is not None:
-            return self.fixed.tokens(output), (time.perf_counter(), None)
+            return self.fixed.tokens(output, arrived), (arrived, None)
         seq, moved = self.engine.submit(prompt, output)
         return engine_tokens(seq, moved), (time.perf_counter(), seq)
 

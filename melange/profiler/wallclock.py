@@ -139,9 +139,10 @@ class FixedLatency:
             raise MelangeError("--fixed-ttft/--fixed-itl: must be >= 0")
         self.ttft_s, self.itl_s, self.speedup = ttft_s / speedup, itl_s / speedup, speedup
 
-    async def tokens(self, output: int):
-        """Yield 1..output at their due times, sleeping to absolute deadlines (no drift)."""
-        start = time.perf_counter()
+    async def tokens(self, output: int, start: float | None = None):
+        """Yield 1..output at their due times after `start` (perf_counter; default now), sleeping
+        to absolute deadlines (no drift)."""
+        start = time.perf_counter() if start is None else start
         for k in range(1, output + 1):
             due = start + self.ttft_s + (k - 1) * self.itl_s
             delay = due - time.perf_counter()
