@@ -190,18 +190,27 @@ class Emulator:
             self._finished(prompt, output, timing)
             return web.json_response(_full_body(rid, self.name, chat, output, usage))
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        try:
+            return await self._stream(request, chat, rid, output, tokens, fault, usage if include_usage else None,
+                                      lambda: self._finished(prompt, output, timing))
+        except ConnectionResetError:  # the client went away (e.g. its timeout): nothing to answer
+            return web.Response(status=499)
+
+    async def _stream(self, request: web.Request, chat: bool, rid: str, output: int, tokens, fault: str | None,
+                      usage: dict | None, finished) -> web.StreamResponse:
+        """Send the tokens as SSE events as they are made (with `fault`, if any); usage last."""
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
         created = int(time.time())
         if chat:
             await resp.write(_event(_chunk(rid, self.name, created, chat, None, first=True)))
         token = _event(_chunk(rid, self.name, created, chat, None))  # encoded once: the hot path
-        cut = max(1, output // 2) if fault in ("error_event", "drop", "stall") else output + 1
+        cut = output // 2 if fault in ("error_event", "drop", "stall") else output  # strikes after token `cut`
         sent = 0
         async for made in tokens:
             if fault == "malformed" and sent == 0:
                 await resp.write(b'data: {"choices": [{"text": \n\n')
-            if sent < cut <= made:  # the fault strikes after token `cut`
+            if sent <= cut < made:  # token `cut` is out (none if 0) and more are due: strike
                 await resp.write(token * (cut - sent))
                 if fault == "error_event":
                     await resp.write(_event({"error": {"message": "emulated engine failure",
@@ -217,8 +226,8 @@ class Emulator:
             await resp.write(token * (made - sent - last)
                              + (_event(_chunk(rid, self.name, created, chat, "length")) if last else b""))
             sent = made
-        self._finished(prompt, output, timing)
-        if include_usage:
+        finished()
+        if usage is not None:
             await resp.write(_event({"id": rid, "object": "chat.completion.chunk" if chat else "text_completion",
                                      "created": created, "model": self.name, "choices": [], "usage": usage}))
         await resp.write(b"data: [DONE]\n\n")
