@@ -71,8 +71,8 @@ def test_point_size_is_enough_for_the_rule():
 # --- resume ----------------------------------------------------------------------------------
 
 GRID = BucketGrid((8, 16), (4, 8))
-SLO = Slo(40, attainment=0.8)
-FAST_RULE = SearchSettings(rel_tol=0.3, rule=AcceptanceRule(min_requests=20))
+SLO = Slo(120, attainment=0.8)
+FAST_RULE = SearchSettings(rel_tol=0.3, rule=AcceptanceRule(min_requests=60, throughput_ratio=0.8, growth_factor=2.0))
 
 
 class Killer(NoProgress):
@@ -99,7 +99,7 @@ class Killer(NoProgress):
 
 def test_killed_run_resumes_and_reuses_finished_points(tmp_path):
     log = tmp_path / "run.jsonl"
-    with ServerThread(lambda: other_server_app(slots=2, token_s=0.002)) as url:
+    with ServerThread(lambda: other_server_app(slots=8, token_s=0.002)) as url:
         target = Target(url, "other-model", api="chat", prompt="text", timeout_s=5, time_scale=10.0, gpu="X")
         first = Killer(kill_at=3)
 
@@ -122,6 +122,13 @@ def test_killed_run_resumes_and_reuses_finished_points(tmp_path):
     assert not {rate_key(r) for r in second.started} & {x["rate"] for x in done}
     print("rates measured", first.started, second.started)
     assert result.profile.max_rate[0, 0] > 0
+    unreadable = 0
+    for line in log.read_text().splitlines():
+        try:
+            json.loads(line)
+        except json.JSONDecodeError:
+            unreadable += 1
+    assert unreadable == 1  # only the torn line: the resumed run's first line was not glued to it
     assert len(result.records[(0, 0, done[0]["rate"])]) == done[0]["requests"]
     killed = rate_key(first.started[2])  # its killed attempt's 10 records are not mixed in
     redone = [x for x in result.points if x["rate"] == killed][0]
@@ -134,3 +141,38 @@ def test_resume_refuses_a_log_of_another_run(tmp_path):
     target = Target("http://127.0.0.1:9", "m", gpu="X")
     with pytest.raises(MelangeError, match="--store: .* was made with another"):
         asyncio.run(profile_server(target, GRID, SLO, FAST_RULE, log))
+
+
+@pytest.mark.slow
+def test_sigkilled_cli_run_resumes(tmp_path):
+    # `melange profile --url` in a subprocess, SIGKILLed once its first point is logged.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    exe = os.path.join(os.path.dirname(sys.executable), "melange")
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump({"input_edges": [8, 16], "output_edges": [4, 8]}))
+    log, out = tmp_path / "run.jsonl", tmp_path / "p.yaml"
+    with ServerThread(lambda: other_server_app(slots=8, token_s=0.002)) as url:
+        argv = [exe, "profile", "--url", url, "--api", "chat", "--model", "llama-2-7b", "--served-model-name",
+                "other-model", "--gpu", "A10G", "--slo-tpot", "120ms", "--attainment", "0.9", "--grid", str(grid),
+                "--time-scale", "10", "--rel-tol", "0.1", "--quiet", "--store", str(log), "-o", str(out)]
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (not log.exists() or '"point"' not in log.read_text()):
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        raw = log.read_text().splitlines()
+        done = {json.loads(x)["rate"] for x in raw if x.endswith("}") and '"point"' in x}
+        assert done and not out.exists()
+        assert subprocess.run(argv, capture_output=True, timeout=300).returncode == 0
+    after = [json.loads(x) for x in log.read_text().splitlines()[len(raw):]]
+    restarted = {x["rate"] for x in after if x["type"] == "start"}
+    assert not restarted & done  # finished points reused, not measured again
+    assert yaml.safe_load(out.read_text())["max_rate"][0][0] > 0

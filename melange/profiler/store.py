@@ -36,6 +36,9 @@ class RunStore:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="melange-store")
         self._pending = []
         lines = list(read_jsonl(self.path))
+        if self.path.is_file() and self.path.stat().st_size and not self.path.read_bytes().endswith(b"\n"):
+            with self.path.open("ab") as f:  # end a line torn by a kill, so ours start clean
+                f.write(b"\n")
         if lines:
             old = lines[0].get("config") if lines[0].get("type") == "run" else None
             if old is None:
