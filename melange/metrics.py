@@ -6,6 +6,7 @@ are summarised by the same code and compare directly.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -31,6 +32,16 @@ class RequestRecord:
     e2e_s: float  # arrival -> last output token
     preemptions: int = 0
     error: str | None = None
+    # Measured runs (the profiler): `arrival_s` is the *scheduled* send time and the latencies
+    # count from it, so client lag shows up as queueing instead of hiding it (coordinated
+    # omission); `sent_s` is when the request actually left. The simulator sends on time.
+    sent_s: float = math.nan
+    itl_s: tuple[float, ...] | None = None  # every inter-token gap, when tokens were streamed
+
+    @property
+    def send_lag_s(self) -> float:
+        """How late the client sent the request (actual minus scheduled send time)."""
+        return self.sent_s - self.arrival_s
 
     @property
     def tpot_mean_s(self) -> float:

@@ -331,7 +331,7 @@ def test_simulate_scenario_defaults_to_the_built_in_one(tmp):
 
 def test_profile_help_and_defaults():
     text = invoke("profile", "--help").output
-    assert "The mode (required" in " ".join(text.split())
+    assert "the mode is required: --simulate, --url/--serve or --from-results" in " ".join(text.split())
     assert "Default: decode with --slo-ttft (as the built-in scenario)" in " ".join(text.split())
 
 

@@ -105,7 +105,7 @@ def test_profile_cli_writes_a_profile_the_scenario_loader_reads(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--gpu", "A10G"], "only --simulate is available yet"),
+    (["--gpu", "A10G"], "exactly one of --simulate, --url/--serve, --from-results"),
     (["--simulate", "--gpu", "B300"], "unknown GPU 'B300'; known: L4"),
     (["--simulate", "--gpu", "A10G", "--model", "gpt-9"], "unknown model 'gpt-9'; known: llama-2-7b"),
     (["--simulate", "--gpu", "A10G", "--slo-tpot", "soon"], "--slo-tpot: 'soon' is not a duration"),

@@ -27,6 +27,7 @@ COMMANDS = {
     "solve": "melange.cli.solve:solve",
     "simulate": "melange.cli.simulate:simulate",
     "profile": "melange.cli.profile:profile",
+    "emulate": "melange.cli.emulate:emulate",
     "gpus": "melange.cli.gpus:gpus",
     "models": "melange.cli.models:models",
     "sweep": "melange.cli.sweep:sweep",

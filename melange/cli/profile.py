@@ -1,7 +1,9 @@
 """`melange profile`: build a GPU profile (max req/s per bucket under an SLO).
 
-Only `--simulate` (sim-profiles from the catalog's roofline model) exists so far; profiling a
-real server comes with the profiler.
+Four sources: `--simulate` (sim-profiles from the catalog's roofline model), `--url` (measure a
+running OpenAI-compatible server), `--serve "vllm serve …"` (start one, measure it, stop it) and
+`--from-results` (existing `vllm bench serve` / GuideLLM results). Measured runs log every request
+to a JSONL file (`--store`, default beside the output) and resume from it.
 """
 
 from __future__ import annotations
@@ -35,9 +37,39 @@ def load_grid(text: str):
     return BucketGrid(*edges)
 
 
+def measured_options(f):
+    """Options of the measured sources (--url, --serve, --from-results)."""
+    options = [
+        click.option("--url", default=None, help="Base URL of a running OpenAI-compatible server."),
+        click.option("--serve", "serve_cmd", default=None,
+                     help='Start this server command (e.g. "vllm serve MODEL"), profile it, stop it.'),
+        click.option("--from-results", "from_results", default=None, type=click.Path(exists=True),
+                     help="vllm bench serve --save-detailed JSON or GuideLLM report (file or directory)."),
+        click.option("--served-model-name", default=None, help="Model name sent to the server (default: --model)."),
+        click.option("--api", type=click.Choice(["completions", "chat"]), default="completions", show_default=True),
+        click.option("--prompt", "prompt_mode", type=click.Choice(["ids", "text"]), default="ids", show_default=True,
+                     help="Token-id prompts (exact lengths) or text sized with /tokenize."),
+        click.option("--time-scale", type=float, default=1.0, show_default=True,
+                     help="Multiply measured times by this (profiling `melange emulate --speedup K`: K)."),
+        click.option("--timeout", "timeout_text", default="10m", show_default=True, help="Per-request timeout."),
+        click.option("--store", default=None, help="Run log (JSONL) to write and resume from (default: OUTPUT.jsonl)."),
+        click.option("--cost", type=float, default=None, help="$/hour of the instance, recorded in the profile."),
+        click.option("--buckets", "bucket_text", default=None, help="Only these buckets, e.g. '0,0;2,1'."),
+        click.option("--rel-tol", type=float, default=0.05, show_default=True, help="Rate search precision."),
+        click.option("--arrival", type=click.Choice(["poisson", "gamma"]), default="poisson", show_default=True,
+                     help="Send-time process of each load test."),
+        click.option("--cv", type=float, default=1.0, show_default=True, help="Gamma arrivals: coefficient of variation."),
+        click.option("--max-requests", type=int, default=3000, show_default=True, help="Requests per point at most."),
+        click.option("--api-key", envvar="OPENAI_API_KEY", default=None, help="Bearer token (or $OPENAI_API_KEY)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 @click.command()
-@click.option("--simulate", is_flag=True, help="The mode (required; the only one so far): build the "
-              "profile by simulation, without hardware.")
+@click.option("--simulate", is_flag=True, help="Build the profile by simulation, without hardware (the "
+              "mode is required: --simulate, --url/--serve or --from-results).")
 @click.option("--gpu", required=True, help="Catalog GPU or instance, e.g. A100-80GB or 4xH100.")
 @click.option("--model", required=True, help="Catalog model, e.g. llama-2-7b.")
 @click.option("--slo-tpot", required=True, help="TPOT limit, e.g. 120ms or 0.12s.")
@@ -60,16 +92,21 @@ def load_grid(text: str):
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the cache (an interrupted run keeps nothing).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Profile YAML to write.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@measured_options
 def profile(simulate: bool, gpu: str, model: str, slo_tpot: str, slo_definition: str, slo_ttft: str | None,
             attainment: str, grid_text: str, max_model_len: int | None, max_num_seqs: int,
             max_num_batched_tokens: int | None, extra: tuple[str, ...], workers: int | None, seed: int, cache_dir: str | None,
-            no_cache: bool, output: str, quiet: bool) -> None:
+            no_cache: bool, output: str, quiet: bool, **measured) -> None:
     """Build a GPU profile: the highest req/s one instance sustains per bucket under the SLO.
 
-    Buckets are cached as they finish: an interrupted run (Ctrl-C, SIGTERM) keeps them and a
-    re-run of the same command resumes."""
-    if not simulate:
-        raise MelangeError("profile: only --simulate is available yet; give it (real-server profiling is not built)")
+    Three sources: --simulate (the roofline model, no hardware), --url/--serve (a running
+    OpenAI-compatible server, measured) or --from-results (existing benchmark results). Finished
+    buckets (or measured points) are kept as they finish: an interrupted run (Ctrl-C, SIGTERM)
+    keeps them and a re-run of the same command resumes."""
+    sources = [simulate, measured["url"] is not None or measured["serve_cmd"] is not None,
+               measured["from_results"] is not None]
+    if sum(sources) != 1:
+        raise MelangeError("profile: give exactly one of --simulate, --url/--serve, --from-results")
     share = parse_fraction(attainment, "--attainment", high=1.0)
     if not share > 0:
         raise MelangeError("--attainment: must be in (0, 100%]")
@@ -91,6 +128,14 @@ def profile(simulate: bool, gpu: str, model: str, slo_tpot: str, slo_definition:
         check_writable(default_cache(cache_dir) / "sim-profiles", "--cache-dir", is_dir=True)
     grid = load_grid(grid_text)
     catalog = load_catalog(extra)
+    if not simulate:
+        from melange.cli.profile_measured import measured_profile
+
+        measured_profile(gpu=gpu, model=model, slo=slo, grid=grid, catalog=catalog, seed=seed, output=output,
+                         quiet=quiet, engine=EngineConfig(max_num_seqs=max_num_seqs, max_model_len=max_model_len,
+                                                          max_num_batched_tokens=max_num_batched_tokens),
+                         **measured)
+        return
     spec = catalog.model(model)
     engine = EngineConfig(max_num_seqs=max_num_seqs, max_model_len=max_model_len,
                           max_num_batched_tokens=max_num_batched_tokens)

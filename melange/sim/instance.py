@@ -84,6 +84,16 @@ class Outcomes:
         self.instance, self.preemptions = [-1] * self.n, [0] * self.n
         self.error = [None] * self.n
 
+    def grow(self, extra: int) -> None:
+        """Make room for `extra` more request ids (a server that runs unbounded: the emulator)."""
+        self.sched += [math.nan] * extra
+        self.ttft += [math.nan] * extra
+        self.e2e += [math.nan] * extra
+        self.instance += [-1] * extra
+        self.preemptions += [0] * extra
+        self.error += [None] * extra
+        self.n += extra
+
 
 class Instance:
     """A GPU instance running continuous batching; `submit` hands it a routed request."""

@@ -101,6 +101,8 @@ class Simulation:
             "e2e_s": e2e - arrival,
             "preemptions": np.array(o.preemptions[:n]),
             "error": error,
+            "sent_s": arrival,  # the simulator sends every request on schedule
+            "itl_s": None,  # token times are not kept
         }, columns=RECORD_COLUMNS)
         done = ~np.isnan(e2e) | (error != None)
         return frame[done].reset_index(drop=True)

@@ -1,0 +1,113 @@
+"""The measured sources of `melange profile`: --url, --serve and --from-results."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import click
+import yaml
+
+from melange.cli.options import parse_duration
+from melange.core import BucketGrid, EngineConfig, MelangeError, Slo
+from melange.files import atomic_write_text, check_writable
+from melange.perf.catalog import Catalog
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+def parse_buckets(text: str | None, grid: BucketGrid) -> list[tuple[int, int]] | None:
+    """'0,0;2,1' -> [(0, 0), (2, 1)], checked against the grid."""
+    if text is None:
+        return None
+    out = []
+    for part in text.split(";"):
+        try:
+            i, j = (int(v) for v in part.split(","))
+        except ValueError:
+            raise MelangeError(f"--buckets: '{part}' is not 'i,j'") from None
+        if not (0 <= i < grid.shape[0] and 0 <= j < grid.shape[1]):
+            raise MelangeError(f"--buckets: ({i},{j}) is outside the {grid.shape[0]}x{grid.shape[1]} grid")
+        out.append((i, j))
+    return out
+
+def words_per_token(url: str, api_key: str | None) -> float:
+    """Words per token of the server's tokenizer on our filler text (/tokenize), else 1."""
+    from melange.profiler.client import WORDS
+
+    text = " ".join(WORDS * 5)
+    req = urllib.request.Request(url.rstrip("/") + "/tokenize", data=json.dumps({"prompt": text}).encode(),
+                                 headers={"Content-Type": "application/json",
+                                          **({"Authorization": f"Bearer {api_key}"} if api_key else {})})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            count = json.loads(resp.read()).get("count")
+    except (urllib.error.URLError, OSError, ValueError, AttributeError):
+        return 1.0
+    return len(text.split()) / count if isinstance(count, int) and count > 0 else 1.0
+
+def _kv_capacity(catalog: Catalog, gpu: str, model: str, engine: EngineConfig) -> int | None:
+    from melange.perf.roofline import kv_capacity_tokens
+
+    try:
+        return int(kv_capacity_tokens(catalog.model(model), catalog.instance(gpu), engine))
+    except MelangeError:
+        return None
+
+def measured_profile(*, gpu: str, model: str, slo: Slo, grid: BucketGrid, catalog: Catalog, seed: int,
+                     output: str, quiet: bool, engine: EngineConfig, url: str | None, serve_cmd: str | None,
+                     from_results: str | None, served_model_name: str | None, api: str, prompt_mode: str,
+                     time_scale: float, timeout_text: str, store: str | None, cost: float | None,
+                     bucket_text: str | None, rel_tol: float, arrival: str, cv: float, max_requests: int,
+                     api_key: str | None) -> None:
+    """Measure (or import) a profile and write it, with the fitted step model, to `output`."""
+    from melange.profiler.client import Target
+    from melange.profiler.run import fit_points, profile_yaml_doc, run_profile
+    from melange.profiler.search import SearchSettings
+
+    if not time_scale > 0 or not rel_tol > 0 or not cv > 0 or max_requests < 1 or (cost is not None and cost < 0):
+        raise MelangeError("--time-scale/--rel-tol/--cv/--max-requests/--cost: must be positive")
+    if api == "chat" and prompt_mode == "ids":
+        prompt_mode = "text"  # the chat API takes no token ids
+    buckets = parse_buckets(bucket_text, grid)
+    settings = SearchSettings(rel_tol=rel_tol, max_requests=max_requests, seed=seed, process=arrival, cv=cv)
+    check_writable(output)
+    store_path = Path(store) if store else Path(output).with_suffix(".jsonl")
+    start = time.perf_counter()
+    if from_results is not None:
+        from melange.profiler.results_import import import_results
+
+        result = import_results(from_results, gpu, grid, slo, settings)
+        extra = {"from_results": str(from_results)}
+    else:
+        from melange.profiler.launcher import ServerProcess
+        from melange.profiler.progress import RichProgress
+        from melange.profiler.run import NoProgress
+
+        check_writable(store_path, "--store")
+        url = url or DEFAULT_URL
+        server = ServerProcess(serve_cmd, url) if serve_cmd else contextlib.nullcontext()
+        with server:
+            target = Target(url, served_model_name or model, api=api, prompt=prompt_mode,
+                            timeout_s=parse_duration(timeout_text, "--timeout"), time_scale=time_scale,
+                            api_key=api_key, gpu=gpu)
+            if prompt_mode == "text":
+                target = dataclasses.replace(target, words_per_token=words_per_token(url, api_key))
+            display = contextlib.nullcontext(NoProgress()) if quiet else RichProgress(gpu)
+            with display as progress:
+                result = run_profile(target, grid, slo, settings, store_path, buckets=buckets, progress=progress)
+        extra = {"url": url, "api": api, "prompt": prompt_mode, "time_scale": time_scale,
+                 "store": str(store_path), "seed": seed}
+    kv = _kv_capacity(catalog, gpu, model, engine)
+    fit = fit_points(result.records, kv) if kv is not None else None
+    doc = profile_yaml_doc(result, model, slo, grid, fit=fit, cost=cost, **extra)
+    atomic_write_text(output, yaml.safe_dump(doc, sort_keys=False, width=120))
+    served = int((result.profile.max_rate > 0).sum())
+    fitted = "step model fitted" if fit is not None else "no step model (too few records or GPU/model not in catalog)"
+    click.echo(f"{output}: {gpu} × {model}, {served}/{result.profile.max_rate.size} buckets served, "
+               f"{len(result.points)} points, {fitted}, {time.perf_counter() - start:.1f} s")
+

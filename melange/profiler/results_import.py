@@ -1,0 +1,145 @@
+"""`--from-results`: a profile from load tests someone already ran.
+
+Two formats:
+
+- `vllm bench serve --save-result --save-detailed` JSON: one file per rate, with `request_rate`,
+  per-request `input_lens`, `output_lens`, `ttfts`, `itls` (lists of gaps) and `errors`. It has
+  no send times, so arrivals are taken as evenly spaced at the request rate (an approximation:
+  the stability checks see the right number of arrivals, not their exact times);
+- GuideLLM JSON reports (`benchmarks.json`): several benchmarks per file, each with its strategy's
+  rate and every request's `start_time`, `first_token_time`, `end_time`, token counts, and errored
+  and incomplete requests (kept as failures). Benchmarks without a rate (synchronous, throughput,
+  concurrent) are skipped.
+
+A load test is a point of the bucket that holds at least 90 % of its requests (mixed tests are
+skipped, with the reason). Points are judged by the same rule as measured ones
+(`search.judge_point`); a bucket's max rate is the highest passing rate below its lowest
+failing one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from melange.core import BucketGrid, MelangeError, Profile, Slo
+from melange.metrics import RequestRecord
+from melange.profiler.run import RunResult
+from melange.profiler.search import SearchSettings, judge_point
+from melange.profiler.store import rate_key
+
+BUCKET_SHARE = 0.9  # a load test counts for a bucket when this share of its requests is in it
+
+
+def _vllm_points(data: dict, gpu: str) -> list[tuple[float, list[RequestRecord]]]:
+    rate = float(data.get("request_rate", math.inf))
+    if not math.isfinite(rate) or rate <= 0:
+        return []
+    ins, outs, ttfts, itls = data["input_lens"], data["output_lens"], data["ttfts"], data["itls"]
+    errors = data.get("errors") or [""] * len(ins)
+    records = []
+    for k in range(len(ins)):
+        gaps = tuple(float(g) for g in (itls[k] or ()))
+        err = errors[k] or None
+        ttft = float(ttfts[k]) if ttfts[k] is not None else math.nan
+        records.append(RequestRecord(
+            request_id=k, arrival_s=k / rate, input_tokens=int(ins[k]), output_tokens=int(outs[k] or 0),
+            bucket_in=-1, bucket_out=-1, gpu=gpu, instance=0, queue_s=math.nan, ttft_s=ttft,
+            e2e_s=ttft + sum(gaps) if err is None else math.nan, error=err, sent_s=k / rate, itl_s=gaps))
+    return [(rate, records)]
+
+
+def _guidellm_points(data: dict, gpu: str) -> list[tuple[float, list[RequestRecord]]]:
+    points = []
+    for bench in data["benchmarks"]:
+        strategy = (bench.get("args") or {}).get("strategy") or {}
+        rate = strategy.get("rate")
+        if not isinstance(rate, (int, float)) or not rate > 0:
+            continue
+        reqs = bench.get("requests") or {}
+        rows = [(r, None) for r in reqs.get("successful", [])]
+        rows += [(r, str(r.get("error") or "errored")) for r in reqs.get("errored", [])]
+        rows += [(r, "incomplete") for r in reqs.get("incomplete", [])]
+        if not rows:
+            continue
+        try:
+            t0 = min(float(r["start_time"]) for r, _ in rows)
+        except (KeyError, TypeError, ValueError):
+            raise MelangeError("--from-results: GuideLLM requests lack start_time "
+                               "(only the v0.2/v0.3 report layout is read)") from None
+        records = []
+        for k, (r, err) in enumerate(rows):
+            start = float(r["start_time"]) - t0
+            first = r.get("first_token_time")
+            end = r.get("last_token_time") or r.get("end_time")
+            records.append(RequestRecord(
+                request_id=k, arrival_s=start, input_tokens=int(r.get("prompt_tokens") or 0),
+                output_tokens=int(r.get("output_tokens") or 0), bucket_in=-1, bucket_out=-1, gpu=gpu,
+                instance=0, queue_s=math.nan,
+                ttft_s=float(first) - t0 - start if first is not None else math.nan,
+                e2e_s=float(end) - t0 - start if end is not None else math.nan, error=err, sent_s=start))
+        points.append((float(rate), records))
+    return points
+
+
+def load_points(path: str | Path, gpu: str) -> list[tuple[str, float, list[RequestRecord]]]:
+    """(file, rate, records) of every rate point in `path` (a file or a directory of .json)."""
+    path = Path(path)
+    files = sorted(path.glob("*.json")) if path.is_dir() else [path]
+    if not files or not all(f.is_file() for f in files):
+        raise MelangeError(f"--from-results: {path} has no result files")
+    out = []
+    for f in files:
+        try:
+            data = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise MelangeError(f"--from-results: {f} is not readable JSON ({exc})") from None
+        if isinstance(data, dict) and "benchmarks" in data:
+            points = _guidellm_points(data, gpu)
+        elif isinstance(data, dict) and {"input_lens", "ttfts", "itls"} <= set(data):
+            points = _vllm_points(data, gpu)
+        else:
+            raise MelangeError(f"--from-results: {f} is neither a `vllm bench serve --save-detailed` "
+                               "result nor a GuideLLM report")
+        out += [(f.name, rate, recs) for rate, recs in points]
+    return out
+
+
+def import_results(path: str | Path, gpu: str, grid: BucketGrid, slo: Slo,
+                   settings: SearchSettings | None = None) -> RunResult:
+    """A profile (and the records, for fitting) from existing load-test results."""
+    settings = settings or SearchSettings()
+    verdicts: dict[tuple[int, int], list[tuple[float, bool]]] = {}
+    result = RunResult(Profile(gpu, np.zeros(grid.shape), source="measured"))
+    for name, rate, recs in load_points(path, gpu):
+        ins = np.array([r.input_tokens for r in recs])
+        outs = np.array([r.output_tokens if r.error is None else -1 for r in recs])
+        bi, bj = grid.bucket_of(ins, np.where(outs < 0, grid.out_edges[0], outs))
+        cells, counts = np.unique(np.stack([bi, bj], 1), axis=0, return_counts=True)
+        top = int(np.argmax(counts))
+        i, j = (int(v) for v in cells[top])
+        if counts[top] < BUCKET_SHARE * len(recs) or i < 0 or j < 0:
+            result.points.append({"file": name, "rate": rate_key(rate), "passed": False,
+                                  "reason": "skipped: requests span several buckets or leave the grid"})
+            continue
+        verdict = {"file": name, "bucket": [i, j], "rate": rate_key(rate), **judge_point(recs, slo, settings)}
+        result.points.append(verdict)
+        result.records[(i, j, rate_key(rate))] = [_row(r) for r in recs]
+        verdicts.setdefault((i, j), []).append((rate, bool(verdict["passed"])))
+    for (i, j), vs in verdicts.items():
+        lowest_fail = min((r for r, ok in vs if not ok), default=math.inf)
+        passing = [r for r, ok in vs if ok and r < lowest_fail]
+        result.profile.max_rate[i, j] = max(passing, default=0.0)
+        if not passing:
+            result.reasons[(i, j)] = "no result file passed"
+    return result
+
+
+def _row(rec: RequestRecord) -> dict:
+    row = asdict(rec)
+    row["itl_s"] = list(rec.itl_s) if rec.itl_s else None
+    return row

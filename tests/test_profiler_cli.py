@@ -1,0 +1,112 @@
+"""`melange profile --url` against a server unlike ours, `--from-results`, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from melange.cli import cli
+from melange.scenario import load_scenario
+from tests.profiler_servers import ServerThread, other_server_app
+
+
+def _grid(tmp_path, inp=(8, 16), out=(4, 8)):
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump({"input_edges": list(inp), "output_edges": list(out)}))
+    return str(path)
+
+
+def test_profile_url_against_another_openai_compatible_server(tmp_path):
+    # Chat only, no /tokenize, usage only with the last chunk, eight requests at a time.
+    out = tmp_path / "p.yaml"
+    with ServerThread(lambda: other_server_app(slots=8, token_s=0.002)) as url:
+        res = CliRunner().invoke(cli, [
+            "profile", "--url", url, "--api", "chat", "--model", "llama-2-7b", "--served-model-name", "other-model",
+            "--gpu", "A10G", "--slo-tpot", "120ms", "--attainment", "0.9", "--grid", _grid(tmp_path),
+            "--time-scale", "10", "--rel-tol", "0.5", "--quiet", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    doc = yaml.safe_load(out.read_text())
+    rate = doc["max_rate"][0][0]
+    # Eight slots, >= 4 tokens of >= 2 ms: at most 1000 req/s of wall time, 100 in GPU seconds.
+    assert 0 < rate < 100
+    assert doc["source"] == "measured" and doc["measured"]["api"] == "chat"
+    log = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    records = [x for x in log if x["type"] == "record"]
+    assert records and all(x["error"] is None for x in records)
+    assert all(len(x["itl_s"]) == x["output_tokens"] - 1 for x in records)
+
+
+def _vllm_result(rate: float, n: int, ttft: float, gap: float, out: int = 12, inp: int = 40) -> dict:
+    return {"request_rate": rate, "duration": n / rate, "completed": n, "input_lens": [inp] * n,
+            "output_lens": [out] * n, "ttfts": [ttft] * n, "itls": [[gap] * (out - 1)] * n, "errors": [""] * n}
+
+
+def test_from_results_vllm_bench_and_guidellm(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "r4.json").write_text(json.dumps(_vllm_result(4.0, 300, 0.05, 0.03)))
+    (results / "r8.json").write_text(json.dumps(_vllm_result(8.0, 300, 0.05, 0.05)))
+    (results / "r16.json").write_text(json.dumps(_vllm_result(16.0, 300, 0.5, 0.2)))  # misses 100 ms
+    # GuideLLM: one poisson benchmark at 3 req/s in bucket (1, 1), 5 % errored.
+    reqs = [{"prompt_tokens": 200, "output_tokens": 40, "start_time": 1000 + k / 3,
+             "first_token_time": 1000 + k / 3 + 0.1, "last_token_time": 1000 + k / 3 + 2.0,
+             "end_time": 1000 + k / 3 + 2.0} for k in range(300)]
+    bench = {"args": {"strategy": {"type_": "poisson", "rate": 3.0}},
+             "requests": {"successful": reqs, "errored": [{**reqs[0], "error": "boom"}] * 5, "incomplete": []}}
+    (results / "guidellm.json").write_text(json.dumps({"benchmarks": [bench, {"args": {"strategy": {
+        "type_": "synchronous"}}, "requests": {}}]}))
+    out = tmp_path / "p.yaml"
+    res = CliRunner().invoke(cli, ["profile", "--from-results", str(results), "--gpu", "A10G", "--model", "llama-2-7b",
+                                   "--slo-tpot", "100ms", "--attainment", "0.9", "--grid",
+                                   _grid(tmp_path, (1, 100, 400), (1, 20, 50)), "--cost", "1.01", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    doc = yaml.safe_load(out.read_text())
+    assert np.allclose(doc["max_rate"], [[8.0, 0], [0, 3.0]])
+    assert doc["cost"] == 1.01 and doc["step_model"]["samples"] > 0
+    # The profile is what scenarios read.
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(yaml.safe_dump({
+        "model": "llama-2-7b", "slo": {"tpot_ms": 100, "attainment": 0.9},
+        "grid": {"input_edges": [1, 100, 400], "output_edges": [1, 20, 50]},
+        "workload": {"rate": 1.0, "distribution": [[0, 0.5], [0, 0.5]]},
+        "gpus": [{"name": "A10G", "cost": 1.01, "profile": "p.yaml"}]}))
+    loaded = load_scenario(str(scenario))
+    assert loaded.profiles["A10G"].source == "measured"
+
+
+@pytest.mark.parametrize("args, field", [
+    (["--url", "http://127.0.0.1:9", "--simulate"], "exactly one of"),
+    (["--url", "http://127.0.0.1:9", "--buckets", "9,9"], "--buckets"),
+    (["--url", "http://127.0.0.1:9", "--time-scale", "0"], "--time-scale"),
+    (["--from-results", "pyproject.toml"], "--from-results"),
+])
+def test_bad_input_is_one_line_exit_2(args, field, tmp_path):
+    res = CliRunner().invoke(cli, ["profile", "--gpu", "A10G", "--model", "llama-2-7b", "--slo-tpot", "100ms",
+                                   *args, "-o", str(tmp_path / "p.yaml")])
+    assert res.exit_code == 2 and field in res.output and "Traceback" not in res.output
+
+
+def test_serve_starts_the_server_waits_for_health_and_stops_it():
+    import socket
+    import sys
+    import urllib.request
+
+    from melange.core import MelangeError
+    from melange.profiler.launcher import ServerProcess
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    tiny = ("import http.server as h; h.HTTPServer(('127.0.0.1', %d), type('H', (h.BaseHTTPRequestHandler,), "
+            "{'do_GET': lambda s: (s.send_response(200), s.end_headers())})).serve_forever()" % port)
+    with ServerProcess(f'{sys.executable} -c "{tiny}"', url) as server:
+        assert urllib.request.urlopen(url + "/health", timeout=5).status == 200
+    assert server.proc.poll() is not None  # stopped on leaving the block
+    with pytest.raises(MelangeError, match="exited with code"):
+        with ServerProcess(f"{sys.executable} -c 'raise SystemExit(3)'", url):
+            pass
