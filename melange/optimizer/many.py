@@ -85,7 +85,7 @@ def solve_many(workload: Workload, gpus: list[GpuType], profiles: dict[str, Prof
         get = (lambda S, scale=scale: models.get(S, scale)) if models else None
         start = time.perf_counter()
         m, n, x, _ = get("continuous") if get else (*build_model(p, "continuous", options.backend), None)
-        cont = run_model(p, m, n, x, "continuous", options.time_limit_s)
+        cont = run_model(p, m, n, x, "continuous", options.time_limit_s, options.backend)
         if cont.best is None:
             why = (explain_infeasible(p, options.backend, options.time_limit_s) if cont.status in
                    (mip.OptimizationStatus.INFEASIBLE, mip.OptimizationStatus.INT_INFEASIBLE)

@@ -39,7 +39,7 @@ MAX_SLICE_FACTOR = 4096
 MIN_MAX_RATE = 1e-6
 # More instances than this is not a plan but a units mistake, and past the solver's exact range.
 MAX_INSTANCES = 1e6
-OPEN_ROW_LOAD = 1e-3  # one slice's load below this gets an open_b_g row
+OPEN_ROW_LOAD = 1e-4  # one slice's load below this gets an open_b_g row (100x the integrality tolerance)
 
 
 @dataclass(frozen=True)
