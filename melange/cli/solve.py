@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import click
 
+from melange.cli import EXIT_GOAL_MISSED
 from melange.cli.options import (
     normalize_option,
     parse_fraction,
@@ -19,6 +20,7 @@ from melange.optimizer import solve as solve_plan
 from melange.report import (
     baselines_table,
     console,
+    not_optimal_line,
     plan_table,
     seed_result,
     shares_table,
@@ -38,6 +40,7 @@ def options_from_flags(base: SolveOptions, slice_factor, headroom, utilization, 
         changes["utilization"] = parse_fraction(utilization, "--utilization")
         if not 0 < changes["utilization"] <= 1:
             raise MelangeError("--utilization: must be in (0, 100%]")
+        changes["utilization_override"] = True  # the command line beats the scenario's per-type ceilings
     if time_limit is not None:
         if not time_limit > 0:
             raise MelangeError("--time-limit: must be > 0 seconds")
@@ -72,3 +75,6 @@ def solve(scenario, normalize, slice_factor, headroom, utilization, time_limit, 
             data["baselines"] = {g: (p.cost if p else None) for g, p in singles.items()}
         write_json(output, data)
         out.print(f"wrote {output}")
+    if plan.status != "optimal":
+        out.print(not_optimal_line(plan))
+        raise click.exceptions.Exit(EXIT_GOAL_MISSED)
