@@ -16,7 +16,7 @@ when that exact cost meets a bound the solver proved.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import mip
 import numpy as np
@@ -172,12 +172,11 @@ def solve_scaled(p: Problem, S: int | str, limit: float, backend: str = "highs",
     best = cheapest(p, [rounded, incumbent])
     if best is not None and best.cost(p) <= cont.bound + PROVEN_ABS:
         return make_plan(p, best, "optimal", cont.bound, S, start)
+    fitted = fit_counts(p, int(S), cont.best.counts, left() / 2, backend)
+    best = cheapest(p, [fitted, best])
+    if best is not None and best.cost(p) <= cont.bound + PROVEN_ABS:
+        return make_plan(p, best, "optimal", cont.bound, S, start)
     m, n, x, floor = models(S)
-    if best is None or best.cost(p) > cont.bound + PROVEN_ABS:
-        fitted = fit_counts(p, m, n, x, int(S), cont.best.counts, left() / 2, backend)
-        best = cheapest(p, [fitted, best])
-        if best is not None and best.cost(p) <= cont.bound + PROVEN_ABS:
-            return make_plan(p, best, "optimal", cont.bound, S, start)
     if floor is None:
         m += mip.xsum(c * v for c, v in zip(p.cost, n)) >= cont.bound - PROVEN_ABS, "floor"
     else:
@@ -193,22 +192,22 @@ def solve_scaled(p: Problem, S: int | str, limit: float, backend: str = "highs",
     return finish(p, out.best, out, S, start, limit)
 
 
-def fit_counts(p: Problem, m: mip.Model, n: list, x: dict, S: int, counts: np.ndarray, limit: float,
-               backend: str) -> Candidate | None:
+def fit_counts(p: Problem, S: int, counts: np.ndarray, limit: float, backend: str) -> Candidate | None:
     """Whole slices that fit the continuous optimum's counts, on the types it uses: a small
     feasibility MILP (3-7 of 24 types), which found the optimum in every 40x20 case we timed."""
-    saved = [(v, v.lb, v.ub) for v in n] + [(v, v.lb, v.ub) for v in x.values()]
-    try:
-        for v, c in zip(n, counts):
-            v.lb = v.ub = float(c)
-        for (b, g), v in x.items():
-            if counts[g] == 0:
-                v.ub = 0
-        out = run_model(p, m, n, x, S, limit, backend)
-        return out.best
-    finally:
-        for v, lb, ub in saved:
-            v.lb, v.ub = lb, ub
+    used = np.nonzero(counts > 0)[0]
+    if len(used) == 0 or np.any(p.cap[:, used].max(axis=1) <= 0):
+        return None
+    gpus = [replace(p.gpus[g], min_count=int(counts[g]), max_count=int(counts[g])) for g in used]
+    sub = Problem(p.buckets, p.rate, p.cap[:, used], gpus, p.shape)
+    m, n, x = build_model(sub, S, backend)
+    found = run_model(sub, m, n, x, S, limit, backend).best
+    if found is None:
+        return None
+    weights = np.zeros(p.cap.shape)
+    weights[:, used] = found.weights
+    full = counts_for(p, weights)
+    return None if full is None else Candidate(weights, full)
 
 
 def cheapest(p: Problem, candidates: list[Candidate | None]) -> Candidate | None:
