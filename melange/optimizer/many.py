@@ -15,14 +15,13 @@ import math
 import time
 from dataclasses import replace
 
+import mip
 import numpy as np
 
 from melange.core import GpuType, MelangeError, Plan, Profile, SolveOptions, Workload
 from melange.optimizer.backend import set_coefficient
 from melange.optimizer.milp import OPEN_ROW_LOAD, build_model, check_servable, check_slice_factor, make_problem
 from melange.optimizer.search import Candidate, explain_infeasible, run_model, solve_scaled
-
-import mip
 
 
 class ReusedModels:

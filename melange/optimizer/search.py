@@ -22,7 +22,7 @@ import mip
 import numpy as np
 
 from melange.core import GpuType, MelangeError, Plan, Profile, SolveOptions, Workload
-from melange.optimizer.backend import optimize, set_tolerance
+from melange.optimizer.backend import favour_feasibility, optimize, set_tolerance
 from melange.optimizer.exact import ceil_loads, shares_of
 from melange.optimizer.milp import MAX_SLICE_FACTOR, Problem, build_model, check_servable, make_problem
 
@@ -201,6 +201,7 @@ def fit_counts(p: Problem, S: int, counts: np.ndarray, limit: float, backend: st
     gpus = [replace(p.gpus[g], min_count=int(counts[g]), max_count=int(counts[g])) for g in used]
     sub = Problem(p.buckets, p.rate, p.cap[:, used], gpus, p.shape)
     m, n, x = build_model(sub, S, backend)
+    favour_feasibility(m, backend)
     found = run_model(sub, m, n, x, S, limit, backend).best
     if found is None:
         return None
