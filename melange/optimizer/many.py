@@ -74,9 +74,9 @@ def solve_many(workload: Workload, gpus: list[GpuType], profiles: dict[str, Prof
         raise MelangeError("rates: every rate must be a finite number > 0")
     ref = make_problem(replace(workload, rate=max(rates)), gpus, profiles, options)
     check_servable(ref, workload.grid.label)
-    sliced = sorted({int(S) for S in slice_factors if S != "continuous"}) or [1]
-    open_rows = ref.slice_load(1) * (min(rates) / max(rates)) / max(sliced) < OPEN_ROW_LOAD
-    models = ReusedModels(ref, options.backend, open_rows, sliced[0]) if options.backend == "highs" else None
+    sliced = sorted({int(S) for S in slice_factors if S != "continuous"})
+    open_rows = ref.slice_load(1) * (min(rates) / max(rates)) / max(sliced or [1]) < OPEN_ROW_LOAD
+    models = ReusedModels(ref, options.backend, open_rows, (sliced or [1])[0]) if options.backend == "highs" else None
     plans: dict[tuple[float, int | str], Plan] = {}
     for rate in rates:
         p = make_problem(replace(workload, rate=rate), gpus, profiles, options)
@@ -103,7 +103,7 @@ def solve_many(workload: Workload, gpus: list[GpuType], profiles: dict[str, Prof
                 plan = solve_scaled(p, S, options.time_limit_s, options.backend, incumbent, get, cont)
             except MelangeError as exc:
                 raise MelangeError(f"rate {rate:g} req/s, slice factor {S}: {exc}") from None
-            plan.solve_time_s += cont_time if S == sliced[0] or S == "continuous" else 0.0
+            plan.solve_time_s += cont_time if S == ([*slice_factors, *sliced])[0] else 0.0
             plans[rate, S] = plan
             if S != "continuous":
                 previous = (S, plan)
