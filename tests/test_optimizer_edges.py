@@ -46,7 +46,7 @@ def exact_overloads(plan: Plan, workload: Workload, gpus, profiles, options: Sol
             if share > 0:
                 part = Fraction(round(share * S), S) if S else Fraction(float(share))
                 load += Fraction(float(rates[i, j])) * part / Fraction(float(profiles[g.name].max_rate[i, j] * ceiling))
-        if load > plan.counts[g.name]:
+        if load > plan.counts[g.name] * (1 if S else 1 + Fraction(1e-12)):  # continuous: floats
             over.append(f"{g.name}: {float(load)!r} > {plan.counts[g.name]}")
     return over
 
@@ -211,3 +211,14 @@ def test_cost_never_rises_along_doubling_slice_factors(seed, rate):
     costs = [p.cost for p in plans]
     assert all(costs[0] <= c + 1e-9 for c in costs[1:])  # continuous bounds every slice factor
     assert all(b <= a + 1e-9 for a, b in zip(costs[1:], costs[2:])), costs
+
+
+def test_tiny_rate_on_the_built_in_scenario_needs_an_instance():
+    # Before: rate 1e-5 over the paper grid gave 0 instances at $0, "optimal".
+    from melange.scenario import load_scenario
+
+    sc = load_scenario(None)
+    workload = replace(sc.workload, rate=1e-5)
+    plan = solve(workload, sc.gpus, sc.profiles, sc.solve)
+    assert sum(plan.counts.values()) >= 1 and plan.cost > 0 and plan.status == "optimal"
+    assert plan_violations(plan, workload, sc.gpus, sc.profiles, sc.solve) == []

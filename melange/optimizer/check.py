@@ -2,8 +2,10 @@
 
 A type's load is sum_b r[b] · share[b,g] / cap[b,g], computed with fractions.Fraction from the
 same float data the optimizer was given, so a plan loading a type beyond its count by any amount,
-however small, is caught. A sliced plan's shares are read as whole slices k/S; a continuous
-plan's as its floats, normalised per bucket.
+however small, is caught. A sliced plan's shares are read as whole slices k/S, and its loads must
+fit exactly. A continuous plan's shares are real numbers stored as floats (normalised per bucket
+here): when its optimum fills a count exactly, no float split can, so it may top a count by
+CONTINUOUS_REL (1e-12) relative, and no more.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 from melange.core import GpuType, Plan, Profile, SolveOptions, Workload
 from melange.optimizer.milp import MIN_MAX_RATE, ceilings
 
+CONTINUOUS_REL = 1e-12  # the same figure as search.CONTINUOUS_REL, kept here so the check stands alone
 TOL = 1e-6  # float shares: how far from a slice or from summing to 1 they may print
 
 
@@ -60,7 +63,7 @@ def plan_violations(plan: Plan, workload: Workload, gpus: list[GpuType], profile
             problems.append(f"{g.name}: given traffic of a bucket it cannot serve")
         load = sum((Fraction(float(rates[i, j])) * exact_share(g.name, i, j) / Fraction(float(cap[i, j]))
                     for i, j in np.argwhere(used & (cap > 0))), Fraction(0))
-        if load > count:
+        if load > count * (1 if sliced else 1 + Fraction(CONTINUOUS_REL)):
             problems.append(f"{g.name}: load {float(load):.12g} instances exceeds count {count}"
                             f"{' (by ' + format(float(load - count), '.3g') + ')' if load < count + 1 else ''}")
         if count < g.min_count:

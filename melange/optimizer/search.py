@@ -23,10 +23,13 @@ import numpy as np
 
 from melange.core import GpuType, MelangeError, Plan, Profile, SolveOptions, Workload
 from melange.optimizer.backend import favour_feasibility, optimize, set_tolerance
-from melange.optimizer.exact import ceil_loads, shares_of
+from melange.optimizer.exact import ceil_loads, float_loads, shares_of
 from melange.optimizer.milp import MAX_SLICE_FACTOR, Problem, build_model, check_servable, make_problem
 
 PROVEN_ABS = 1e-6  # $/h: the solver's absolute gap; a bound within it proves the cost
+# Continuous shares are real numbers stored as floats: when the optimum fills every count exactly
+# and no nearby vertex leaves room, its loads meet the counts only to float precision (this much).
+CONTINUOUS_REL = 1e-12
 
 
 @dataclass
@@ -141,8 +144,11 @@ def read_candidate(p: Problem, m: mip.Model, n: list, x: dict, S: int | str) -> 
     if S == "continuous":  # an LP's shares fill counts to within float error: keep its counts
         target = np.maximum(np.rint([v.x for v in n]), [g.min_count for g in p.gpus])
         if np.any(ceil_loads(p.rate, p.cap, weights) > target):
-            weights = polish(p, m, n, x, target)
-            weights = read_solution(p, x, S) if weights is None else weights
+            polished = polish(p, m, n, x, target)
+            weights = read_solution(p, x, S) if polished is None else polished
+            if polished is None and np.all(float_loads(p.rate, p.cap, weights) <= target * (1 + CONTINUOUS_REL)):
+                # Fully tight: the exact split is a rational no float pair can hold.
+                return Candidate(weights, target.astype(np.int64))
     counts = counts_for(p, weights)
     return None if counts is None else Candidate(weights, counts)
 
