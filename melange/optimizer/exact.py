@@ -56,7 +56,3 @@ def ceil_loads(rate: np.ndarray, cap: np.ndarray, weights: np.ndarray) -> np.nda
             out[g] = math.ceil(exact_load(rate, cap, weights, g))
     return out
 
-
-def fits(rate: np.ndarray, cap: np.ndarray, weights: np.ndarray, counts: np.ndarray) -> bool:
-    """Whether every type's exact load is at most its count."""
-    return bool(np.all(ceil_loads(rate, cap, weights) <= np.asarray(counts)))
