@@ -240,3 +240,4 @@ class SolveOptions:
     utilization: float = 1.0  # default per-type ceiling on planned load / profiled max rate
     time_limit_s: float = 60.0
     backend: Literal["highs", "cbc"] = "highs"
+    utilization_override: bool = False  # True: `utilization` replaces every per-type ceiling (--utilization)

@@ -67,10 +67,22 @@ def baselines_table(best: Plan, singles: dict[str, Plan | None]) -> Table:
 
 
 def seed_result(plan: Plan) -> dict:
-    """The seed research code's result shape: {gpu: count, ..., "cost": $/h}."""
+    """The seed research code's result shape: {gpu: count, ..., "cost": $/h}; a plan not proven
+    optimal also carries "status" and "gap", so no reader mistakes it for the optimum."""
     out: dict = {name: int(n) for name, n in plan.counts.items()}
     out["cost"] = round(plan.cost, 9)  # 3 x 1.01 + 3.67 prints as 6.7, as the seed's example shows
+    if plan.status != "optimal":
+        out["status"] = plan.status
+        out["gap"] = plan.gap
     return out
+
+
+def not_optimal_line(plan: Plan) -> str:
+    """The loud console line for a plan the solver did not prove optimal."""
+    gap = "unknown" if plan.gap is None else f"{plan.gap:.2%}"
+    bound = "-" if plan.bound is None else f"${plan.bound:.3f}/h"
+    return (f"[bold red]NOT PROVEN OPTIMAL[/]: status {plan.status}, gap {gap} above the best bound {bound}; "
+            "raise --time-limit to prove it (exit code 1)")
 
 
 def _json_safe(value):

@@ -89,3 +89,14 @@ def test_cbc_backend_without_cuts_agrees_with_highs_on_paper_size():
             options = SolveOptions(slice_factor=8, backend=backend)
             costs.append(solve_problem(make_problem(workload, gpus, profiles, options), options).cost)
         assert math.isclose(costs[0], costs[1], abs_tol=1e-6), (seed, costs)
+
+
+def test_cloud_size_optimum_is_the_true_one():
+    # 20x10 buckets x 16 types, slice factor 32: the single-MILP code called $56.007/h "optimal";
+    # $55.803/h fits exactly and meets the continuous bound, so it is the optimum.
+    workload, gpus, profiles = random_instance(np.random.default_rng(1002), 20, 10, 16, rate=64.0)
+    options = SolveOptions(slice_factor=32)
+    plan = solve_problem(make_problem(workload, gpus, profiles, options), options)
+    assert plan.status == "optimal" and math.isclose(plan.cost, 55.803, abs_tol=1e-9)
+    assert plan_violations(plan, workload, gpus, profiles, options) == []
+    assert plan.bound is not None and plan.bound >= plan.cost - 1e-6

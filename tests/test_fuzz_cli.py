@@ -31,10 +31,9 @@ BASE = {
 }
 EXAMPLES = int(os.environ.get("MELANGE_FUZZ_EXAMPLES", "100"))  # raise it for a longer hunt
 PLAN = {"counts": {"A10G": 2, "A100": 1}, "share": {"A10G": [[1, 1], [1, 0]], "A100": [[0, 0], [0, 1]]}, "cost": 5.7}
-# Tiny positive profile cells (1e-300) crash HiGHS: branch `opt` (issue 11) bounds them; add 1e-300
-# here once it is merged.
-ABSURD = [0, -1, 1, 1.5, 1e300, -1e300, 10**20, math.nan, math.inf, True, False, None, "16", "abc",
-          "", "10%", "2s", [], {}, [[1]], [1, 2], [[0, 0], [0, 0]], [[1e300, 1], [1, 1]], {"trace": "nope"}]
+ABSURD = [0, -1, 1, 1.5, 1e300, -1e300, 1e-300, 1e-20, 10**20, math.nan, math.inf, True, False, None, "16", "abc",
+          "", "10%", "2s", [], {}, [[1]], [1, 2], [[0, 0], [0, 0]], [[1e300, 1], [1, 1]], [[1e-20, 1], [1, 1]],
+          {"trace": "nope"}]
 
 
 def paths(node, prefix=()):

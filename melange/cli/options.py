@@ -70,7 +70,8 @@ def solver_options(f):
     options = [
         click.option("--slice-factor", help="Slices per bucket (integer) or 'continuous'."),
         click.option("--headroom", help="Over-provisioning, e.g. 10% (serve rate x 1.1)."),
-        click.option("--utilization", help="Plan each GPU to at most this share of its max rate, e.g. 90%."),
+        click.option("--utilization", help="Plan every GPU to at most this share of its max rate, e.g. 90% "
+                     "(replaces the scenario's per-type utilization)."),
         click.option("--time-limit", help="Solver time limit, e.g. 30s or 2m."),
         click.option("--backend", type=click.Choice(["highs", "cbc"]), help="MILP backend."),
     ]

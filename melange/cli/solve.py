@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from melange.cli import EXIT_GOAL_MISSED
 from melange.cli.options import (
     catalog_option,
     check_output,
@@ -31,6 +32,7 @@ def options_from_flags(base, slice_factor, headroom, utilization, time_limit, ba
         changes["utilization"] = parse_fraction(utilization, "--utilization", high=1.0)
         if not changes["utilization"] > 0:
             raise MelangeError("--utilization: must be in (0, 100%]")
+        changes["utilization_override"] = True  # the command line beats the scenario's per-type ceilings
     if time_limit is not None:
         changes["time_limit_s"] = parse_duration(time_limit, "--time-limit")
     if backend is not None:
@@ -53,7 +55,15 @@ def solve(scenario, normalize, extra, slice_factor, headroom, utilization, time_
     """Solve SCENARIO (YAML/JSON; default: the built-in scenario) for the cheapest GPU mix."""
     from melange.optimizer import baselines as single_type_plans
     from melange.optimizer import solve as solve_plan
-    from melange.report import baselines_table, console, plan_table, seed_result, shares_table, write_json
+    from melange.report import (
+        baselines_table,
+        console,
+        not_optimal_line,
+        plan_table,
+        seed_result,
+        shares_table,
+        write_json,
+    )
     from melange.scenario import load_scenario
 
     check_output(output)
@@ -72,3 +82,6 @@ def solve(scenario, normalize, extra, slice_factor, headroom, utilization, time_
             data["baselines"] = {g: (p.cost if p else None) for g, p in singles.items()}
         write_json(output, data)
         out.print(f"wrote {output}")
+    if plan.status != "optimal":
+        out.print(not_optimal_line(plan))
+        raise click.exceptions.Exit(EXIT_GOAL_MISSED)

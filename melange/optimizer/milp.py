@@ -11,23 +11,35 @@ Variables:
     x[b,g]   slices of b placed on g, integer in 0..S (continuous share in [0, 1] for the limit)
 Model:
     min  sum_g c[g] n[g]
-    s.t. sum_g x[b,g] = S                                 for every bucket b   (all slices placed)
-         sum_b (r[b] / S) / cap[b,g] · x[b,g] <= n[g]     for every type g     (load fits)
+    s.t. place_b:   sum_g x[b,g] = S                               (all slices placed)
+         load_g:    sum_b (r[b] / S) / cap[b,g] · x[b,g] <= n[g]   (load fits; kept times S)
+         open_b_g:  x[b,g] <= S · n[g]    where one slice's load is tiny (< OPEN_ROW_LOAD): a load
+                    the solver's tolerance could round away still needs an instance, in integers
 
 The seed's model has one binary per slice and type; slices of a bucket are interchangeable, so
-counting them gives the same optimum with |B|·|G| integers and no symmetry.
+counting them gives the same optimum with |B|·|G| integers and no symmetry. The solver's answer
+is then checked and, if need be, repaired in exact arithmetic (exact.py).
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import mip
 import numpy as np
 
-from melange.core import GpuType, MelangeError, Plan, Profile, SolveOptions, Workload
+from melange.core import GpuType, MelangeError, Profile, SolveOptions, Workload
 from melange.optimizer.backend import new_model
+
+# Slices per bucket the solver represents exactly: one slice of 1/S keeps x <= S·n meaningful
+# (n >= 1/S, far above the integrality tolerance) and the model small. "continuous" is the limit.
+MAX_SLICE_FACTOR = 4096
+# A profile cell below this (req/s per instance: under one request in 11 days) means "cannot
+# serve": its loads would be numerically meaningless (1e-20 req/s crashed HiGHS).
+MIN_MAX_RATE = 1e-6
+# More instances than this is not a plan but a units mistake, and past the solver's exact range.
+MAX_INSTANCES = 1e6
+OPEN_ROW_LOAD = 1e-4  # one slice's load below this gets an open_b_g row (100x the integrality tolerance)
 
 
 @dataclass(frozen=True)
@@ -45,19 +57,47 @@ class Problem:
         """$/h per instance of each type."""
         return np.array([g.cost for g in self.gpus])
 
+    def slice_load(self, S: int) -> np.ndarray:
+        """(B, G) instances one slice of bucket b needs on type g (0 where g cannot serve b)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(self.cap > 0, self.rate[:, None] / S / np.where(self.cap > 0, self.cap, 1.0), 0.0)
+
+
+def ceilings(gpus: list[GpuType], options: SolveOptions) -> np.ndarray:
+    """Utilisation ceiling of each type: the per-type one, unless options.utilization_override."""
+    if options.utilization_override:
+        return np.full(len(gpus), options.utilization)
+    return np.array([g.utilization if g.utilization is not None else options.utilization for g in gpus])
+
+
+def check_slice_factor(slice_factor: int | str) -> None:
+    """Refuse a slice factor the solver cannot represent exactly (one line naming the option)."""
+    if slice_factor == "continuous":
+        return
+    if not isinstance(slice_factor, (int, np.integer)) or not 1 <= slice_factor <= MAX_SLICE_FACTOR:
+        raise MelangeError(f"solver.slice_factor (--slice-factor): {slice_factor!r} must be an integer in "
+                           f"1..{MAX_SLICE_FACTOR}, or 'continuous' for the limit")
+
 
 def make_problem(workload: Workload, gpus: list[GpuType], profiles: dict[str, Profile],
                  options: SolveOptions) -> Problem:
     """Flatten a workload, its GPU types and their profiles into a Problem."""
+    check_slice_factor(options.slice_factor)
     missing = [g.name for g in gpus if g.name not in profiles]
     if missing:
         raise MelangeError(f"gpus[{missing[0]}].profile: no max-rate profile for this GPU type")
     rates = workload.bucket_rates() * (1.0 + options.headroom)
     buckets = [tuple(int(v) for v in ij) for ij in np.argwhere(rates > 0)]
-    ceiling = np.array([g.utilization if g.utilization is not None else options.utilization for g in gpus])
-    cap = np.array([[profiles[g.name].max_rate[b] for g in gpus] for b in buckets]).reshape(len(buckets), len(gpus))
-    return Problem(buckets, np.array([rates[b] for b in buckets]), cap * ceiling, list(gpus),
-                   workload.grid.shape)
+    table = np.array([[profiles[g.name].max_rate[b] for g in gpus] for b in buckets]).reshape(len(buckets), len(gpus))
+    table = np.where(table >= MIN_MAX_RATE, table, 0.0)
+    p = Problem(buckets, np.array([rates[b] for b in buckets]), table * ceilings(gpus, options), list(gpus),
+                workload.grid.shape)
+    least = p.slice_load(1)
+    least = np.where(least > 0, least, np.inf).min(axis=1) if p.buckets else np.zeros(0)
+    if np.sum(least[np.isfinite(least)]) > MAX_INSTANCES:
+        raise MelangeError(f"workload.rate: {workload.rate:g} req/s needs over {MAX_INSTANCES:,.0f} instances "
+                           "of any GPU type; check the rate and the profile's units (req/s)")
+    return p
 
 
 def check_servable(problem: Problem, grid_label=None) -> None:
@@ -68,17 +108,24 @@ def check_servable(problem: Problem, grid_label=None) -> None:
             where = grid_label(*b) if grid_label else f"bucket {b}"
             blocked = [g.name for g, c in zip(problem.gpus, problem.cap[k]) if c > 0]
             why = (f"only {', '.join(blocked)} could, and max_count is 0" if blocked
-                   else "every profile has 0 there")
+                   else f"every profile is 0 (or below {MIN_MAX_RATE:g} req/s) there")
             share = problem.rate[k] / problem.rate.sum()
             raise MelangeError(f"infeasible: no GPU type can serve {where}, {share:.3%} of traffic ({why})")
 
 
-def build_model(p: Problem, slice_factor: int | str, backend: str = "highs"):
-    """The MILP of the module docstring; returns (model, n, x)."""
+def build_model(p: Problem, slice_factor: int | str, backend: str = "highs", open_rows: np.ndarray | None = None):
+    """The MILP of the module docstring; returns (model, n, x).
+
+    The load row is kept multiplied by S (whole-bucket loads on x, -S on n) so that a re-used
+    model (many.py) changes a rate scale or slice factor in G coefficients, not B·G.
+    `open_rows` (B, G) picks the open_b_g rows; default: where one slice's load < OPEN_ROW_LOAD."""
     m = new_model(backend)
     G, B = range(len(p.gpus)), range(len(p.buckets))
     continuous = slice_factor == "continuous"
     S = 1 if continuous else int(slice_factor)
+    bucket_load = p.slice_load(1)
+    if open_rows is None:
+        open_rows = bucket_load / S < OPEN_ROW_LOAD
 
     n = [m.add_var(f"n_{p.gpus[g].name}", var_type=mip.INTEGER, lb=p.gpus[g].min_count,
                    ub=p.gpus[g].max_count if p.gpus[g].max_count is not None else mip.INF) for g in G]
@@ -89,81 +136,8 @@ def build_model(p: Problem, slice_factor: int | str, backend: str = "highs"):
     for b in B:
         m += mip.xsum(x[b, g] for g in G if (b, g) in x) == S, f"place_{b}"
     for g in G:
-        m += mip.xsum((p.rate[b] / S) / p.cap[b, g] * x[b, g] for b in B if (b, g) in x) <= n[g], f"load_{g}"
-    return m, n, x
-
-
-def _status(status: mip.OptimizationStatus) -> str:
-    return {mip.OptimizationStatus.OPTIMAL: "optimal",
-            mip.OptimizationStatus.FEASIBLE: "feasible",
-            mip.OptimizationStatus.INFEASIBLE: "infeasible",
-            mip.OptimizationStatus.INT_INFEASIBLE: "infeasible"}.get(status, status.name.lower())
-
-
-def solve_problem(p: Problem, options: SolveOptions) -> Plan:
-    """Solve a Problem; raise MelangeError (naming the cause) when there is no plan."""
-    start = time.perf_counter()
-    names = [g.name for g in p.gpus]
-    if not p.buckets:  # no traffic: the plan is the minimum counts
-        counts = {g.name: g.min_count for g in p.gpus}
-        return Plan(counts, {g: np.zeros(p.shape) for g in names}, float(sum(g.cost * g.min_count for g in p.gpus)),
-                    "optimal", 0.0, 0.0, 0.0, options.slice_factor)
-    m, n, x = build_model(p, options.slice_factor, options.backend)
-    status = m.optimize(max_seconds=options.time_limit_s)
-    elapsed = time.perf_counter() - start
-    if status not in (mip.OptimizationStatus.OPTIMAL, mip.OptimizationStatus.FEASIBLE):
-        if status in (mip.OptimizationStatus.INFEASIBLE, mip.OptimizationStatus.INT_INFEASIBLE):
-            raise MelangeError(explain_infeasible(p, options))
-        raise MelangeError(f"solver: no plan found within time_limit_s={options.time_limit_s:g} "
-                           f"(status {_status(status)})")
-
-    S = 1 if options.slice_factor == "continuous" else int(options.slice_factor)
-    share = {g: np.zeros(p.shape) for g in names}
+        m += mip.xsum(bucket_load[b, g] * x[b, g] for b in B if (b, g) in x) - S * n[g] <= 0, f"load_{g}"
     for (b, g), var in x.items():
-        v = var.x if options.slice_factor == "continuous" else round(var.x)
-        share[names[g]][p.buckets[b]] = v / S
-    counts = {names[g]: int(round(n[g].x)) for g in range(len(names))}
-    cost = float(sum(p.gpus[g].cost * counts[names[g]] for g in range(len(names))))
-    bound = float(m.objective_bound)
-    gap = 0.0 if cost <= 0 else max(0.0, (cost - bound) / cost)
-    return Plan(counts, share, cost, _status(status), bound, gap, elapsed, options.slice_factor)
-
-
-def explain_infeasible(p: Problem, options: SolveOptions) -> str:
-    """Name the availability caps that make the problem infeasible."""
-    capped = [k for k, g in enumerate(p.gpus) if g.max_count is not None]
-
-    def feasible_without(drop: set[int]) -> bool:
-        gpus = [GpuType(g.name, g.cost, g.gpus, g.memory_gb, None if k in drop else g.max_count, g.min_count)
-                for k, g in enumerate(p.gpus)]
-        q = Problem(p.buckets, p.rate, p.cap, gpus, p.shape)
-        m, _, _ = build_model(q, "continuous", options.backend)
-        return m.optimize(max_seconds=options.time_limit_s) in (mip.OptimizationStatus.OPTIMAL,
-                                                                 mip.OptimizationStatus.FEASIBLE)
-
-    singles = [k for k in capped if feasible_without({k})]
-    binding = singles or capped
-    caps = ", ".join(f"{p.gpus[k].name} max_count={p.gpus[k].max_count}" for k in binding)
-    if not feasible_without(set(capped)):
-        return "infeasible: the workload cannot be placed even without availability caps"
-    return f"infeasible: availability caps bind ({caps}); raise one of them or lower the rate"
-
-
-def solve(workload: Workload, gpus: list[GpuType], profiles: dict[str, Profile],
-          options: SolveOptions = SolveOptions()) -> Plan:
-    """The cheapest plan that serves `workload` on `gpus` (Mélange's ILP)."""
-    problem = make_problem(workload, gpus, profiles, options)
-    check_servable(problem, workload.grid.label)
-    return solve_problem(problem, options)
-
-
-def baselines(workload: Workload, gpus: list[GpuType], profiles: dict[str, Profile],
-              options: SolveOptions = SolveOptions()) -> dict[str, Plan | None]:
-    """The same model restricted to each single GPU type; None where that type cannot serve it."""
-    out: dict[str, Plan | None] = {}
-    for gpu in gpus:
-        try:
-            out[gpu.name] = solve(workload, [gpu], {gpu.name: profiles[gpu.name]}, options)
-        except MelangeError:
-            out[gpu.name] = None
-    return out
+        if open_rows[b, g]:
+            m += var - S * n[g] <= 0, f"open_{b}_{g}"
+    return m, n, x
