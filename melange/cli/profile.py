@@ -15,7 +15,8 @@ import yaml
 from melange.cli.options import catalog_option, parse_ms
 from melange.core import BucketGrid, EngineConfig, MelangeError, Slo
 from melange.perf.catalog import load_catalog
-from melange.perf.profile_sim import SearchParams, build_profile, profile_document
+from melange.perf.profile_sim import RULE_TEXT, SearchParams, build_profile, profile_document
+from melange.perf.roofline import RooflineParams
 from melange.scenario import read_document
 
 
@@ -45,6 +46,8 @@ def load_grid(text: str) -> BucketGrid:
 @click.option("--max-num-seqs", type=int, default=256, show_default=True)
 @click.option("--max-num-batched-tokens", type=int, default=None,
               help="Chunked-prefill token budget per step (default: off).")
+@click.option("--engine-preset", default=None,
+              help="CPU overheads of the roofline: a catalog engine preset (default: today's vLLM).")
 @catalog_option
 @click.option("--workers", type=int, default=None, help="Processes (default: all cores).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -54,7 +57,7 @@ def load_grid(text: str) -> BucketGrid:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def profile(simulate: bool, gpu: str, model: str, slo_tpot: str, slo_definition: str, slo_ttft: str | None,
             attainment: float, grid_text: str, max_model_len: int | None, max_num_seqs: int,
-            max_num_batched_tokens: int | None, extra: tuple[str, ...], workers: int | None, seed: int, cache_dir: str | None,
+            max_num_batched_tokens: int | None, engine_preset: str | None, extra: tuple[str, ...], workers: int | None, seed: int, cache_dir: str | None,
             no_cache: bool, output: str, quiet: bool) -> None:
     """Build a GPU profile: the highest req/s one instance sustains per bucket under the SLO."""
     if not simulate:
@@ -70,15 +73,17 @@ def profile(simulate: bool, gpu: str, model: str, slo_tpot: str, slo_definition:
     grid = load_grid(grid_text)
     catalog = load_catalog(extra)
     spec = catalog.model(model)
+    preset = catalog.engine(engine_preset)  # checked before the long work
     engine = EngineConfig(max_num_seqs=max_num_seqs, max_model_len=max_model_len,
                           max_num_batched_tokens=max_num_batched_tokens)
     start = time.perf_counter()
     result = build_profile(catalog.instance(gpu), spec, slo, grid, engine=engine, catalog=catalog,
-                           search=SearchParams(seed=seed), workers=workers,
+                           roofline=RooflineParams(preset=preset.name), search=SearchParams(seed=seed), workers=workers,
                            cache=False if no_cache else cache_dir, progress=not quiet)
     doc = profile_document(result, spec.name, slo, grid, engine={"max_num_seqs": max_num_seqs,
                                                                   "max_model_len": max_model_len,
-                                                                  "max_num_batched_tokens": max_num_batched_tokens})
+                                                                  "max_num_batched_tokens": max_num_batched_tokens},
+                           engine_preset=preset.name, rule=RULE_TEXT)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     Path(output).write_text(yaml.safe_dump(doc, sort_keys=False, width=120))
     served = int((result.max_rate > 0).sum())
