@@ -22,6 +22,14 @@ from melange.core import StepTimeModel
 
 def _envelope(lines, k: int) -> list[tuple[int, float, float]]:
     """(first step, a, b) of each piece of max_i(a_i + b_i·s) over the steps s in [0, k)."""
+    if len(lines) == 1:
+        return [(0, *lines[0])]
+    if len(lines) == 2:  # the roofline's case, on every run: no search
+        (a1, b1), (a2, b2) = lines if lines[0][1] <= lines[1][1] else lines[::-1]
+        if a2 >= a1 or b2 == b1:  # the steeper line is on top from the start (or never)
+            return [(0, a2, b2)] if a2 >= a1 else [(0, a1, b1)]
+        cross = math.floor((a1 - a2) / (b2 - b1)) + 1  # first step the steeper one is above
+        return [(0, a1, b1)] if cross >= k else [(0, a1, b1), (max(cross, 1), a2, b2)]
     def top(s: int) -> tuple[float, float]:
         return max(lines, key=lambda ab: (ab[0] + ab[1] * s, ab[1]))
 
