@@ -14,8 +14,10 @@ missed, as `judge` does with NaN finish times).
 
 Search: bracket by doubling from a rate near one request in flight (or down by 4x when even that
 fails), bisect to `rel_tol`, then confirm the answer on a trial `confirm` x longer with a fresh
-seed (seed + 1), stepping down by `step_down` until one passes: near the edge attainment is
-noisy, and a rate that passed one short trial by luck must not be published. A bucket whose largest request cannot
+seed (seed + 1) that also meets a guard band (at most `confirm_misses` of the allowed misses:
+0.995 for a 0.99 target), stepping down by `step_down` until one passes: near the edge attainment
+varies from seed to seed more than binomial noise says (misses come in bursts), and a rate that
+passed one trial by luck must not be published. A bucket whose largest request cannot
 fit (KV capacity or the engine's max model length) gets 0, as does one that fails even nearly idle.
 
 Buckets run in parallel processes and each result is cached on disk as JSON, keyed by a hash of
@@ -55,7 +57,7 @@ CODE_FILES = ("core.py", "metrics.py", "acceptance.py", "sim/*.py", "perf/catalo
               "perf/roofline.py", "perf/profile_sim.py")
 RULE_TEXT = ("melange.acceptance.judge on one instance fed only the bucket (Poisson, lengths uniform "
              "in the bucket): stable, >= min_counted requests after warm-up, attainment >= target; "
-             "confirmed on a 4x longer trial with a fresh seed, else 10 % lower")
+             "confirmed on a 4x longer trial with a fresh seed at half the allowed misses, else 5 % lower")
 COUNT_MARGIN = 1.2  # expected arrivals in the window per request the rule needs (Poisson noise)
 
 
@@ -68,7 +70,8 @@ class SearchParams:
     warmup: float = 2.0  # warm-up = this x that latency
     max_requests: int = 30_000  # per trial: a cap on runaway trials at very high rates
     confirm: float = 4.0  # the confirming trial is this x longer, on seed + 1
-    step_down: float = 0.1  # a rate that fails confirmation is lowered by this share
+    step_down: float = 0.05  # a rate that fails confirmation is lowered by this share
+    confirm_misses: float = 0.5  # the confirming trial may miss only this share of the allowed misses
     max_rate: float = 2000.0  # req/s: give up doubling here
     seed: int = 0
 
@@ -213,8 +216,13 @@ def search_bucket(job: BucketJob) -> float:
     while hi <= job.search.max_rate and (hi - lo) / lo > job.search.rel_tol:
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if ok(mid) else (lo, mid)
-    for _ in range(20):  # fresh traffic, longer: a rate that passed by luck steps down
-        if trial(job, lo, seed=job.search.seed + 1, scale=job.search.confirm).passed:
+    # Fresh traffic, longer, with a guard band: at the edge, attainment varies from seed to seed
+    # by more than binomial noise (misses come in bursts), so a rate that met the target on one
+    # trial can miss it on the next; the published rate must meet a stricter one.
+    strict = 1.0 - (1.0 - job.slo.attainment) * job.search.confirm_misses
+    for _ in range(40):
+        v = trial(job, lo, seed=job.search.seed + 1, scale=job.search.confirm)
+        if v.passed and v.attainment >= strict:
             return lo
         lo *= 1 - job.search.step_down
     return 0.0
