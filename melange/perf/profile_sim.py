@@ -7,7 +7,8 @@ with arrivals, the queue late in the run no longer than mid-run), enough request
 tell the target (`rule.min_counted`), and the SLO attainment after warm-up meets the target.
 
 A trial at rate r is long enough to tell: a warm-up of `warmup` x the slowest request's SLO-bound
-latency (the empty-system start, left out), then a window of at least `horizon` x that latency
+latency (the empty-system start, left out), then a window of at least `horizon` x that latency,
+at least `min_window_s` (short requests at a high rate: a slowly growing queue needs time to show)
 and at least 1.2 x min_counted expected arrivals; after the last arrival the run continues for
 one more SLO-bound latency, so a request still in flight then has surely missed (it counts as
 missed, as `judge` does with NaN finish times).
@@ -67,6 +68,7 @@ class SearchParams:
 
     rel_tol: float = 0.025  # stop bisecting when (hi - lo) / lo is below this
     horizon: float = 5.0  # window >= this x the slowest request's SLO-bound latency
+    min_window_s: float = 60.0  # and >= this: a queue growing by ~1 req/s takes a minute to show
     warmup: float = 2.0  # warm-up = this x that latency
     max_requests: int = 30_000  # per trial: a cap on runaway trials at very high rates
     confirm: float = 4.0  # the confirming trial is this x longer, on seed + 1
@@ -162,7 +164,7 @@ def trial(job: BucketJob, rate: float, *, seed: int | None = None, scale: float 
         warmup_s = min(warmup_s, 0.2 * requests / rate)  # never more than a fifth of the run
         window_s = requests / rate - warmup_s
     else:
-        window_s = scale * max(job.search.horizon * latency, need / rate)
+        window_s = scale * max(job.search.horizon * latency, need / rate, job.search.min_window_s)
         window_s = min(window_s, max(job.search.max_requests / rate - warmup_s, need / rate))
     end_s = warmup_s + window_s
     onehot = np.zeros(job.grid.shape)
