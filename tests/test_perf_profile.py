@@ -23,7 +23,7 @@ SMALL = (1, 1)  # input 25-100, output 25-100
 LARGE = (6, 3)  # input 2000-4000, output 250-500
 PAPER_ERA = RooflineParams(preset="vllm-0.2")  # the paper measured vLLM 0.2.7
 # The shape tests compare GPUs by 10-20 %: a coarser, shorter search than the shipped profiles'.
-SHAPE_SEARCH = SearchParams(rel_tol=0.1, horizon=2.0, warmup=1.0, confirm=1.0)
+SHAPE_SEARCH = SearchParams(rel_tol=0.1, horizon=2.0, warmup=1.0, confirm=1.0, min_window_s=0.0)
 
 
 @functools.lru_cache(maxsize=None)
@@ -43,7 +43,7 @@ def test_parse_ms():
 
 
 def test_search_brackets_the_acceptance_threshold():
-    search = SearchParams(horizon=2.0, warmup=1.0, confirm=2.0)
+    search = SearchParams(horizon=2.0, warmup=1.0, confirm=2.0, min_window_s=10.0)
     job = BucketJob("A100-80GB", step_model("A100-80GB", "llama-2-7b", ENGINE), ENGINE, Slo(120), GRID,
                     *SMALL, 32768, search)
     rate = search_bucket(job)
@@ -71,7 +71,7 @@ def test_profile_is_cached_and_keyed_by_inputs(tmp_path):
     grid = BucketGrid((1, 25, 100), (1, 25, 100))
     model = LinearStepModel(0.01, 1e-4, 1e-4, 1e-7, kv_capacity_tokens=20_000)
     slo = Slo(120)
-    quick = SearchParams(rel_tol=0.2, horizon=1.0, warmup=0.5, confirm=1.0, max_requests=2000)
+    quick = SearchParams(rel_tol=0.2, horizon=1.0, warmup=0.5, confirm=1.0, max_requests=2000, min_window_s=0.0)
     p1 = build_profile("A10G", "llama-2-7b", slo, grid, step_model=model, cache=tmp_path, workers=2,
                        search=quick)
     files = sorted((tmp_path / "sim-profiles").glob("*.json"))
