@@ -32,8 +32,8 @@ from melange.scenario import (
 AXES = ("only", "slice_factor", "rate", "slo_tpot_ms", "headroom", "seed")
 PACKAGE_DIR = Path(melange.__file__).resolve().parent
 # Source a point's result depends on: a change in any of these recomputes finished points.
-CODE_FILES = ("core.py", "scenario.py", "workloads.py", "traces.py", "metrics.py", "acceptance.py",
-              "validate.py", "validate/*.py", "optimizer/*.py", "sim/*.py", "perf/*.py", "study/point.py")
+CODE_FILES = ("core.py", "scenario.py", "scenario_schema.py", "fields.py", "workloads.py", "traces.py",
+              "metrics.py", "acceptance.py", "validate/*.py", "optimizer/*.py", "sim/*.py", "perf/*.py", "study/point.py")
 
 
 def scenario_path(name: str | Path) -> Path:
