@@ -14,7 +14,8 @@ one more SLO-bound latency, so a request still in flight then has surely missed 
 missed, as `judge` does with NaN finish times).
 
 Search: bracket by doubling from a rate near one request in flight (or down by 4x when even that
-fails), bisect to `rel_tol`, then confirm the answer on a trial `confirm` x longer with a fresh
+fails), bisect to `rel_tol`, then confirm the answer on a trial `confirm` x longer (and of at
+least `confirm_requests` arrivals, so bursty misses average out) with a fresh
 seed (seed + 1) that also meets a guard band (at most `confirm_misses` of the allowed misses:
 0.995 for a 0.99 target), stepping down by `step_down` until one passes: near the edge attainment
 varies from seed to seed more than binomial noise says (misses come in bursts), and a rate that
@@ -56,7 +57,8 @@ CODE_FILES = ("core.py", "metrics.py", "acceptance.py", "sim/*.py", "perf/catalo
               "perf/roofline.py", "perf/profile_sim.py")
 RULE_TEXT = ("melange.acceptance.judge on one instance fed only the bucket (Poisson, lengths uniform "
              "in the bucket): stable, >= min_counted requests after warm-up, attainment >= target; "
-             "confirmed on a 4x longer trial with a fresh seed at half the allowed misses, else 5 % lower")
+             "confirmed on a 4x longer trial of >= 10,000 arrivals with a fresh seed at half the allowed "
+             "misses, else 5 % lower")
 COUNT_MARGIN = 1.2  # expected arrivals in the window per request the rule needs (Poisson noise)
 
 
@@ -70,6 +72,7 @@ class SearchParams:
     warmup: float = 2.0  # warm-up = this x that latency
     max_requests: int = 30_000  # per trial: a cap on runaway trials at very high rates
     confirm: float = 4.0  # the confirming trial is this x longer, on seed + 1
+    confirm_requests: int = 10_000  # and has at least this many arrivals (misses come in bursts)
     step_down: float = 0.05  # a rate that fails confirmation is lowered by this share
     confirm_misses: float = 0.5  # the confirming trial may miss only this share of the allowed misses
     max_rate: float = 2000.0  # req/s: give up doubling here
@@ -128,9 +131,10 @@ def _time_scale(job: BucketJob) -> float:
 
 
 def trial(job: BucketJob, rate: float, *, seed: int | None = None, scale: float = 1.0,
-          requests: int | None = None, rule: AcceptanceRule = DEFAULT_RULE) -> Verdict:
+          requests: int | None = None, min_requests: int = 0, rule: AcceptanceRule = DEFAULT_RULE) -> Verdict:
     """Judge one instance serving only this bucket at `rate` req/s (see the module docstring);
-    `requests`: instead of the search's trial length, about this many arrivals in all."""
+    `requests`: instead of the search's trial length, about this many arrivals in all;
+    `min_requests`: a window of at least this many expected arrivals."""
     from melange.sim import (  # the simulator is optional for the rest of perf/
         Simulation,
         make_arrivals,
@@ -145,6 +149,7 @@ def trial(job: BucketJob, rate: float, *, seed: int | None = None, scale: float 
     else:
         window_s = scale * max(job.search.horizon * latency, need / rate, job.search.min_window_s)
         window_s = min(window_s, max(job.search.max_requests / rate - warmup_s, need / rate))
+        window_s = max(window_s, min_requests / rate)
     end_s = warmup_s + window_s
     onehot = np.zeros(job.grid.shape)
     onehot[job.i, job.j] = 1.0
@@ -202,7 +207,8 @@ def search_bucket(job: BucketJob) -> float:
     # trial can miss it on the next; the published rate must meet a stricter one.
     strict = 1.0 - (1.0 - job.slo.attainment) * job.search.confirm_misses
     for _ in range(40):
-        v = trial(job, lo, seed=job.search.seed + 1, scale=job.search.confirm)
+        v = trial(job, lo, seed=job.search.seed + 1, scale=job.search.confirm,
+                  min_requests=job.search.confirm_requests)
         if v.passed and v.attainment >= strict:
             return lo
         lo *= 1 - job.search.step_down
