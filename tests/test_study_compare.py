@@ -1,0 +1,79 @@
+"""compare / study paper / plan --plot: validated baselines per rate, savings, report, resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+from click.testing import CliRunner
+
+from melange.cli import cli
+from melange.study import LocalExecutor, finished, run_sweep
+from melange.study.compare import compare_sweep, savings
+from melange.study.paper import run_study, study_savings, write_report
+
+REQUESTS = 600  # shortened runs: above the acceptance rule's 500 counted requests
+
+
+def test_compare_baselines_are_fewest_that_hold_and_saving_is_against_the_cheapest(tmp_path):
+    sweep = compare_sweep("default", [4.0], requests=REQUESTS)
+    assert sorted(sweep.axes["only"]) == sorted(["all", "L4", "A10G", "A100-80GB", "H100"])
+    table = run_sweep(sweep, tmp_path, executor=LocalExecutor(1))
+    lines = finished(tmp_path)
+    for line in lines.values():
+        only, result = line["point"]["only"], line["result"]
+        if only == "all" or not result.get("held"):
+            continue
+        n = result["counts"][only]
+        tried = {int(k): v for k, v in result["baseline"]["tried"].items()}
+        assert tried[n] is True  # the answer held ...
+        assert n == 1 or tried.get(n - 1) is False  # ... and one fewer was seen to fail
+    s = savings(table).iloc[0]
+    singles = table[(table["only"] != "all") & (table["held"] == True)]  # noqa: E712
+    assert s["best_single_cost"] == singles["cost"].min()
+    mel = table[table["only"] == "all"].iloc[0]
+    assert mel["held"]
+    assert np.isclose(s["saving"], 1 - mel["cost"] / singles["cost"].min())
+    skipped = []
+    run_sweep(sweep, tmp_path, executor=LocalExecutor(1), on_start=lambda total, done: skipped.append((total, done)))
+    assert skipped == [(5, 5)]  # resumed: nothing recomputed
+
+
+def test_saving_is_blank_when_a_side_did_not_hold():
+    table = pd.DataFrame([{"rate": 1.0, "only": "all", "held": False, "cost": 1.0},
+                          {"rate": 1.0, "only": "A", "held": True, "cost": 2.0},
+                          {"rate": 2.0, "only": "all", "held": True, "cost": 1.5},
+                          {"rate": 2.0, "only": "A", "held": True, "cost": 2.0},
+                          {"rate": 2.0, "only": "B", "held": True, "cost": 3.0}])
+    s = savings(table).set_index("rate")
+    assert np.isnan(s.loc[1.0, "saving"])
+    assert s.loc[2.0, "best_single"] == "A" and np.isclose(s.loc[2.0, "saving"], 0.25)
+
+
+def test_study_writes_report_with_savings_plots_and_the_papers_ranges(tmp_path):
+    tables = run_study(tmp_path, scenarios=("default",), rates=(4.0,), requests=REQUESTS, executor=LocalExecutor(1))
+    report = write_report(tmp_path, tables, requests=REQUESTS).read_text()
+    assert "15%–77%" not in report or "default" in report
+    assert "| default |" in report and "paper" in report and "Where our numbers differ" in report
+    for name in ("cost_vs_rate", "bucket_map", "latency", "attainment_per_bucket"):
+        assert (tmp_path / "plots" / "default" / f"{name}.png").is_file(), name
+        assert f"plots/default/{name}.png" in report
+    s = study_savings(tables)["default"]
+    assert s["min"] == s["max"] == s["mean"]
+
+
+def test_compare_cli_and_plan_plot(tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(cli, ["compare", "default", "--rate", "4", "--requests", str(REQUESTS), "--workers", "1",
+                              "-o", str(tmp_path / "c"), "--plot", str(tmp_path / "p")])
+    assert res.exit_code == 0, res.output
+    assert "saving" in res.output and (tmp_path / "p" / "cost_vs_rate.png").is_file()
+    res = runner.invoke(cli, ["compare", "default", "--rate", "x"])
+    assert res.exit_code == 2 and "--rate" in res.output
+    res = runner.invoke(cli, ["plan", "--requests", str(REQUESTS), "--plot", str(tmp_path / "plan"),
+                              "-o", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    for name in ("bucket_map", "latency", "attainment_per_bucket"):
+        assert (tmp_path / "plan" / f"{name}.png").is_file(), name
+    assert json.loads((tmp_path / "run" / "plan.json").read_text())["counts"]
