@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 
 from melange.cli import cli
@@ -16,11 +17,20 @@ from melange.study.paper import run_study, study_savings, write_report
 REQUESTS = 600  # shortened runs: above the acceptance rule's 500 counted requests
 
 
-def test_compare_baselines_are_fewest_that_hold_and_saving_is_against_the_cheapest(tmp_path):
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory):
+    """One study of the default scenario at 4 req/s (the compare in study_dir/default)."""
+    out = tmp_path_factory.mktemp("study")
+    tables = run_study(out, scenarios=("default",), rates=(4.0,), requests=REQUESTS, executor=LocalExecutor(1))
+    return out, tables
+
+
+def test_compare_baselines_are_fewest_that_hold_and_saving_is_against_the_cheapest(study_dir):
+    out, tables = study_dir
     sweep = compare_sweep("default", [4.0], requests=REQUESTS)
     assert sorted(sweep.axes["only"]) == sorted(["all", "L4", "A10G", "A100-80GB", "H100"])
-    table = run_sweep(sweep, tmp_path, executor=LocalExecutor(1))
-    lines = finished(tmp_path)
+    table = tables["default"]
+    lines = finished(out / "default")
     for line in lines.values():
         only, result = line["point"]["only"], line["result"]
         if only == "all" or not result.get("held"):
@@ -36,7 +46,8 @@ def test_compare_baselines_are_fewest_that_hold_and_saving_is_against_the_cheape
     assert mel["held"]
     assert np.isclose(s["saving"], 1 - mel["cost"] / singles["cost"].min())
     skipped = []
-    run_sweep(sweep, tmp_path, executor=LocalExecutor(1), on_start=lambda total, done: skipped.append((total, done)))
+    run_sweep(sweep, out / "default", executor=LocalExecutor(1),
+              on_start=lambda total, done: skipped.append((total, done)))
     assert skipped == [(5, 5)]  # resumed: nothing recomputed
 
 
@@ -51,10 +62,9 @@ def test_saving_is_blank_when_a_side_did_not_hold():
     assert s.loc[2.0, "best_single"] == "A" and np.isclose(s.loc[2.0, "saving"], 0.25)
 
 
-def test_study_writes_report_with_savings_plots_and_the_papers_ranges(tmp_path):
-    tables = run_study(tmp_path, scenarios=("default",), rates=(4.0,), requests=REQUESTS, executor=LocalExecutor(1))
+def test_study_writes_report_with_savings_plots_and_the_papers_ranges(study_dir):
+    tmp_path, tables = study_dir
     report = write_report(tmp_path, tables, requests=REQUESTS).read_text()
-    assert "15%–77%" not in report or "default" in report
     assert "| default |" in report and "paper" in report and "Where our numbers differ" in report
     for name in ("cost_vs_rate", "bucket_map", "latency", "attainment_per_bucket"):
         assert (tmp_path / "plots" / "default" / f"{name}.png").is_file(), name
@@ -63,11 +73,12 @@ def test_study_writes_report_with_savings_plots_and_the_papers_ranges(tmp_path):
     assert s["min"] == s["max"] == s["mean"]
 
 
-def test_compare_cli_and_plan_plot(tmp_path):
+def test_compare_cli_resumes_and_plan_plot(study_dir, tmp_path):
     runner = CliRunner()
     res = runner.invoke(cli, ["compare", "default", "--rate", "4", "--requests", str(REQUESTS), "--workers", "1",
-                              "-o", str(tmp_path / "c"), "--plot", str(tmp_path / "p")])
+                              "-o", str(study_dir[0] / "default"), "--plot", str(tmp_path / "p")])
     assert res.exit_code == 0, res.output
+    assert "5 of 5 points already finished" in res.output
     assert "saving" in res.output and (tmp_path / "p" / "cost_vs_rate.png").is_file()
     res = runner.invoke(cli, ["compare", "default", "--rate", "x"])
     assert res.exit_code == 2 and "--rate" in res.output
