@@ -20,8 +20,10 @@ def study() -> None:
 @click.option("--workers", type=click.IntRange(min=1), help="Parallel workers (default: all cores).")
 @click.option("-o", "--output", default="study-paper", show_default=True, type=click.Path(file_okay=False),
               help="Directory: one compare per scenario, report.md; a re-run resumes.")
-@click.option("--plot/--no-plot", default=True, show_default=True, help="Plots in DIR/plots, linked from the report.")
-def paper(rates, scenarios, requests, workers, output, plot):
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False),
+              help="Directory for PNG/SVG plots, linked from the report (default: DIR/plots).")
+@click.option("--no-plot", is_flag=True, help="A report without plots (faster).")
+def paper(rates, scenarios, requests, workers, output, plot_dir, no_plot):
     """Mélange vs every single GPU type on the paper's workloads and SLOs; writes DIR/report.md."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -50,4 +52,4 @@ def paper(rates, scenarios, requests, workers, output, plot):
     for name, table in tables.items():
         out.print(savings_view(table, f"{name}: Mélange vs the cheapest validated single type"))
     out.print(summary_frame(tables).to_string(index=False))
-    out.print(f"wrote {write_report(output, tables, plots=plot, requests=requests)}")
+    out.print(f"wrote {write_report(output, tables, plot_dir=plot_dir, plots=not no_plot, requests=requests)}")

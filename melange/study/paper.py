@@ -117,14 +117,20 @@ def best_plan_figures(sweep_dir: Path, doc: dict, out_dir: Path, title: str,
     return plan_figures(sc, plan, out_dir, requests=requests, title=f"{title} at {rate:g} req/s")
 
 
-def write_report(out_dir: str | Path, tables: dict[str, pd.DataFrame], *, plots: bool = True,
-                 requests: int | None = None) -> Path:
-    """DIR/report.md: summary against the paper, per-scenario tables and figures, the differences."""
+def write_report(out_dir: str | Path, tables: dict[str, pd.DataFrame], *, plot_dir: str | Path | None = None,
+                 plots: bool = True, requests: int | None = None) -> Path:
+    """DIR/report.md: summary against the paper, per-scenario tables and figures (in `plot_dir`,
+    default DIR/plots), the differences."""
+    import os
+
     out = Path(out_dir)
+    plot_root = Path(plot_dir) if plot_dir is not None else out / "plots"
     summary = summary_frame(tables)
     lines = ["# Mélange vs the best single GPU type (the paper's study, validated)", "",
              "Saving = 1 − cost(Mélange) ÷ cost(cheapest single GPU type), both the fewest $/h that held "
              "the SLO on fresh simulated traffic, per request rate.", "",
+             f"Rates: {', '.join(sorted({f'{r:g}' for t in tables.values() for r in t['rate'].astype(float)}, key=float))} "
+             f"req/s; counted requests per simulated run: {requests or 'the scenario default'}.", "",
              "| scenario | our savings (min–max over rates) | mean | paper |", "|---|---|---|---|"]
     for r in summary.to_dict("records"):
         lines.append(f"| {r['scenario']} | {_pct(r['ours_min'])}–{_pct(r['ours_max'])} | {_pct(r['ours_mean'])} "
@@ -133,10 +139,11 @@ def write_report(out_dir: str | Path, tables: dict[str, pd.DataFrame], *, plots:
     for name, table in tables.items():
         lines += [f"## {name}", "", savings_markdown(table), ""]
         if plots:
-            figs = out / "plots" / name
+            figs = plot_root / name
             made = compare_plots(table, figs, title=f"{name}: cost vs rate")
             from melange.study.point import portable_document
 
             made += best_plan_figures(out / name, portable_document(name)[0], figs, name, requests)
-            lines += [f"![{p.stem}](plots/{name}/{p.name})" for p in made if p.suffix == ".png"] + [""]
+            lines += [f"![{p.stem}]({Path(os.path.relpath(p, out)).as_posix()})" for p in made
+                      if p.suffix == ".png"] + [""]
     return atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
