@@ -66,6 +66,8 @@ def test_saving_is_blank_when_a_side_did_not_hold():
                           {"rate": 2.0, "only": "B", "held": True, "cost": 3.0}])
     s = savings(table).set_index("rate")
     assert np.isnan(s.loc[1.0, "saving"])
+    all_held = table[table["rate"] == 2.0].astype({"held": bool})  # a bool column (numpy booleans)
+    assert np.isclose(savings(all_held)["saving"].iloc[0], 0.25)
     assert s.loc[2.0, "best_single"] == "A" and np.isclose(s.loc[2.0, "saving"], 0.25)
 
 

@@ -39,8 +39,9 @@ def compare_sweep(scenario: str | Path, rates: Iterable[float], *, requests: int
 
 def _held_cost(row: pd.Series) -> float:
     """The point's $/h if its plan held in simulation, else NaN."""
-    held = row.get("held")
-    return float(row["cost"]) if held is True and row.get("cost") is not None else np.nan
+    held, cost = row.get("held"), row.get("cost")
+    ok = isinstance(held, (bool, np.bool_)) and bool(held) and cost is not None and np.isfinite(float(cost))
+    return float(cost) if ok else np.nan
 
 
 def savings(table: pd.DataFrame) -> pd.DataFrame:
@@ -70,7 +71,7 @@ def savings_range(table: pd.DataFrame) -> tuple[float, float] | None:
 
 def cost_frame(table: pd.DataFrame) -> pd.DataFrame:
     """Held points labelled for `plots.cost_vs_rate`: 'Mélange' or 'G only'."""
-    held = table[(table["held"] == True) & table["cost"].notna()]  # noqa: E712 (object column)
+    held = table[table.apply(_held_cost, axis=1).notna()] if len(table) else table
     labels = held["only"].map(lambda o: "Mélange" if o == MELANGE else f"{o} only")
     return held.assign(label=labels, cost=held["cost"].astype(float), rate=held["rate"].astype(float))
 
