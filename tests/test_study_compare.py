@@ -97,3 +97,12 @@ def test_compare_cli_resumes_and_plan_plot(study_dir, tmp_path):
     for name in ("bucket_map", "latency", "attainment_per_bucket"):
         assert (tmp_path / "plan" / f"{name}.png").is_file(), name
     assert json.loads((tmp_path / "run" / "plan.json").read_text())["counts"]
+
+
+def test_study_paper_cli_resumes_and_prints_the_savings(study_dir):
+    res = CliRunner().invoke(cli, ["study", "paper", "--scenarios", "default", "--rates", "4", "--requests",
+                                   str(REQUESTS), "--workers", "1", "--no-plot", "-o", str(study_dir[0])])
+    assert res.exit_code == 0, res.output
+    assert "5 of 5 points already finished" in res.output and "report.md" in res.output
+    res = CliRunner().invoke(cli, ["study", "paper", "--scenarios", "nope", "-o", str(study_dir[0])])
+    assert res.exit_code == 2
