@@ -106,3 +106,19 @@ def test_study_paper_cli_resumes_and_prints_the_savings(study_dir):
     assert "5 of 5 points already finished" in res.output and "report.md" in res.output
     res = CliRunner().invoke(cli, ["study", "paper", "--scenarios", "nope", "-o", str(study_dir[0])])
     assert res.exit_code == 2
+
+
+def test_a_type_taken_away_hands_its_buckets_to_the_others():
+    from melange.core import Plan
+    from melange.scenario import load_scenario
+    from melange.validate.baselines import _without
+
+    sc = load_scenario()
+    shape = sc.workload.grid.shape
+    a100, h100 = np.zeros(shape), np.zeros(shape)
+    a100[3, 1], h100[3, 1] = 0.25, 0.75  # shared bucket: pro rata (all of it to the one other type)
+    h100[5, 2] = 1.0  # only H100 there: to the cheapest $ per req/s among the types in use
+    plan = Plan({"A100-80GB": 1, "H100": 2}, {"A100-80GB": a100, "H100": h100}, 0.0)
+    share = _without(sc, plan, plan.counts, "H100")
+    assert share["A100-80GB"][3, 1] == 1.0 and share["A100-80GB"][5, 2] == 1.0 and not share["H100"].any()
+    assert _without(sc, plan, {"A100-80GB": 0, "H100": 2}, "H100") is None  # nobody left to take it
