@@ -3,7 +3,10 @@
 Scenario: Poisson arrivals; lengths from splitwise_conv.csv (its requests inside each bucket of the
 paper grid); one GPU type with A100 / Llama-2-7B-like linear step times; the fleet grows with the
 rate (20 instances per 32 req/s: 5, 20, 80) so every instance sees the same load. Prints one line
-per run and, last, one JSON object. Wall times include other processes' load on a shared machine; `hour_at_32rps_cpu_s` (process CPU
+per run and, last, one JSON object. The same hour at 32 req/s runs again with the roofline step
+model (Llama-2-7B on A100-80GB, catalog default engine preset), and 120 s of it in exact and fast
+mode (`roofline_exact_over_fast`: the fast path's closed-form roofline runs against one event per
+step). Wall times include other processes' load on a shared machine; `hour_at_32rps_cpu_s` (process CPU
 time) is the steadier number. Run: python benchmarks/sim_speed.py [--quick]  (--quick: 10 minutes
 of traffic per rate, scaled up to the hour)
 """
@@ -16,7 +19,8 @@ import time
 
 import numpy as np
 
-from melange.core import BucketGrid, EngineConfig, LinearStepModel, Plan, Slo, Workload
+from melange.core import BucketGrid, EngineConfig, LinearStepModel, Plan, Slo, StepTimeModel, Workload
+from melange.perf import step_model
 from melange.sim import simulate
 from melange.traces import load_trace
 
@@ -47,10 +51,10 @@ def fleet(rate: float) -> Plan:
     return Plan({"A100": n}, {"A100": np.ones(BucketGrid.paper().shape)}, cost=float(n))
 
 
-def run(rate: float, duration_s: float, exact: bool = False) -> dict:
+def run(rate: float, duration_s: float, exact: bool = False, model: StepTimeModel = A100_7B) -> dict:
     """Simulate `duration_s` of traffic at `rate`; wall time and headline numbers."""
     start, cpu = time.perf_counter(), time.process_time()
-    r = simulate(fleet(rate), chat_workload(rate), {"A100": A100_7B}, {"A100": ENGINE}, SLO,
+    r = simulate(fleet(rate), chat_workload(rate), {"A100": model}, {"A100": ENGINE}, SLO,
                  duration_s=duration_s, seed=1, exact=exact)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     s = r.summary
@@ -71,6 +75,10 @@ def main() -> None:
     hours = {rate: run(rate, duration) for rate in (8.0, 32.0, 128.0)}
     exact = run(32.0, 120.0, exact=True)
     fast_short = run(32.0, 120.0)
+    roofline = step_model("A100-80GB", "llama-2-7b", ENGINE)
+    roof_hour = run(32.0, duration, model=roofline)
+    roof_exact = run(32.0, 120.0, exact=True, model=roofline)
+    roof_fast = run(32.0, 120.0, model=roofline)
     total_req = sum(h["requests"] for h in hours.values())
     total_wall = sum(h["wall_s"] for h in hours.values())
     scale = HOUR_S / duration
@@ -85,6 +93,10 @@ def main() -> None:
         "exact_requests_per_s": round(exact["requests"] / exact["wall_s"]),
         "fast_requests_per_s_same_run": round(fast_short["requests"] / fast_short["wall_s"]),
         "exact_slowdown": round(exact["wall_s"] / fast_short["wall_s"], 1),
+        "roofline_hour_at_32rps_s": round(roof_hour["wall_s"] * scale, 3),
+        "roofline_hour_at_32rps_cpu_s": round(roof_hour["cpu_s"] * scale, 3),
+        "roofline_exact_over_fast": round(roof_exact["wall_s"] / roof_fast["wall_s"], 1),
+        "roofline_exact_over_fast_cpu": round(roof_exact["cpu_s"] / roof_fast["cpu_s"], 1),  # steadier
         "quick": quick,
     }))
 

@@ -198,6 +198,10 @@ class StepTimeModel(Protocol):
         of `decode_seqs` sequences and reads `context_tokens` tokens of KV cache."""
         ...
 
+    # Optional: `decode_lines(n, context) -> ((a, b), ...)` saying that step s of a pure-decode
+    # run of n sequences from `context` KV tokens takes max over the lines of a + b·s seconds.
+    # The simulator then sums runs in closed form; without it, step by step via step_time.
+
 
 @dataclass(frozen=True)
 class LinearStepModel:
@@ -213,6 +217,10 @@ class LinearStepModel:
         """Seconds for one engine iteration."""
         return (self.alpha + self.beta_prefill * prefill_tokens
                 + self.beta_decode * decode_seqs + self.beta_kv * context_tokens)
+
+    def decode_lines(self, n: int, context: int) -> tuple[tuple[float, float]]:
+        """Step s of a pure-decode run takes a + b·s: one line (see StepTimeModel)."""
+        return ((self.step_time(0, n, context), self.beta_kv * n),)
 
 
 @dataclass(frozen=True)

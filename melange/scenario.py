@@ -10,9 +10,9 @@ Every problem becomes one `MelangeError` line naming the field, e.g.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -139,6 +139,7 @@ class ScenarioSpec(_Strict):
     name: str = "scenario"
     description: str = ""
     model: str | None = None  # catalog model served (needed by step_time: roofline)
+    engine_preset: str | None = None  # CPU overheads of the roofline (catalog engines.yaml); None = default
     grid: Literal["paper"] | GridSpec = "paper"
     workload: WorkloadSpec
     slo: SloSpec | None = None
@@ -319,7 +320,7 @@ def _from_seed(spec: SeedSpec, normalize: bool, source: Path) -> Scenario:
 
 
 def _with_catalog(g: GpuSpec, model: str | None, engine: EngineConfig,
-                  extra: tuple[str, ...] = ()) -> tuple[GpuSpec, StepTimeModel | None]:
+                  extra: tuple[str, ...] = (), preset: str | None = None) -> tuple[GpuSpec, StepTimeModel | None]:
     """Fill a GPU's cost/gpus/memory from its `catalog` entry; build its roofline step model."""
     where = f"gpus[{g.name}]"
     if g.catalog is None:
@@ -328,7 +329,7 @@ def _with_catalog(g: GpuSpec, model: str | None, engine: EngineConfig,
         if g.step_time == "roofline":
             raise MelangeError(f"{where}.step_time: 'roofline' needs catalog: GPU")
         return g, None
-    from melange.perf import load_catalog, roofline_model  # perf is only needed with catalog GPUs
+    from melange.perf import RooflineParams, load_catalog, roofline_model  # only with catalog GPUs
     from melange.perf.catalog import GB, Instance
 
     catalog = load_catalog(extra)
@@ -341,7 +342,17 @@ def _with_catalog(g: GpuSpec, model: str | None, engine: EngineConfig,
         return g, None
     if model is None:
         raise MelangeError(f"model: required when {where}.step_time is 'roofline'")
-    return g, roofline_model(inst, catalog.model(model), engine)
+    return g, roofline_model(inst, catalog.model(model), engine, RooflineParams(preset=preset), catalog)
+
+
+def _engine(g: GpuSpec, model: str | None, extra: tuple[str, ...] = ()) -> EngineConfig:
+    """A GPU's engine settings; max_model_len defaults to the catalog model's context."""
+    engine = EngineConfig(**g.engine.model_dump())
+    if engine.max_model_len is None and model is not None and g.catalog is not None:
+        from melange.perf import load_catalog
+
+        engine = replace(engine, max_model_len=load_catalog(extra).model(model).max_context)
+    return engine
 
 
 def _from_spec(spec: ScenarioSpec, normalize: bool, source: Path, extra: tuple[str, ...] = (),
@@ -377,16 +388,24 @@ def _from_spec(spec: ScenarioSpec, normalize: bool, source: Path, extra: tuple[s
     arrival = Arrival(w.arrival.process, w.arrival.cv, arrival_trace, w.arrival.scale_to_rate)
     workload = Workload(grid, distribution, w.rate, arrival, w.lengths, trace)
 
+    if spec.engine_preset is not None:
+        from melange.perf import load_catalog
+
+        try:
+            load_catalog().engine(spec.engine_preset)
+        except MelangeError as exc:
+            raise MelangeError(f"engine_preset: {exc}") from None
     gpus, profiles, engines, steps = [], {}, {}, {}
     for g in spec.gpus:
         if g.max_count is not None and g.max_count < g.min_count:
             raise MelangeError(f"gpus[{g.name}].max_count: {g.max_count} is below min_count {g.min_count}")
-        g, catalog_step = _with_catalog(g, spec.model, EngineConfig(**g.engine.model_dump()), extra)
+        engine = _engine(g, spec.model, extra)
+        g, catalog_step = _with_catalog(g, spec.model, engine, extra, spec.engine_preset)
         gpus.append(GpuType(g.name, g.cost, g.gpus, g.memory_gb, g.max_count, g.min_count, g.utilization))
         profile = _load_profile(g, grid.shape, base, spec, grid, force)
         if profile is not None:
             profiles[g.name] = profile
-        engines[g.name] = EngineConfig(**g.engine.model_dump())
+        engines[g.name] = engine
         if catalog_step is not None:
             steps[g.name] = catalog_step
         elif g.step_time is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -114,3 +115,88 @@ def test_fast_path_equals_exact_on_random_configs(rate, kv, block, seqs, budget,
     pd.testing.assert_series_equal(fast["preemptions"], exact["preemptions"])
     for col in ("queue_s", "ttft_s", "e2e_s"):
         assert np.allclose(fast[col], exact[col], rtol=1e-9, atol=1e-9, equal_nan=True), col
+
+
+# --- closed-form runs of the roofline (decode_lines: max of two lines) ----------------------
+
+@dataclass(frozen=True)
+class ThreeLines:
+    """A StepTimeModel whose decode steps are the max of three lines (two breakpoints)."""
+
+    kv_capacity_tokens: int = 10**6
+
+    def step_time(self, prefill_tokens: int, decode_seqs: int, context_tokens: int) -> float:
+        return max(self._lines(decode_seqs, context_tokens)[i][0] for i in range(3)) + 1e-4 * prefill_tokens
+
+    def _lines(self, n, context):
+        return ((0.01, 0.0), (0.005 + 1e-6 * context, 1e-6 * n), (-0.05 + 2e-6 * context, 2e-6 * n))
+
+    def decode_lines(self, n, context):
+        return self._lines(n, context)
+
+
+@functools.lru_cache(maxsize=None)
+def roofline(gpu: str, model: str):
+    from melange.perf import step_model
+
+    return step_model(gpu, model)
+
+
+@settings(max_examples=150, deadline=None)
+@given(gpu=st.sampled_from(["L4", "A100-80GB", "H100", "2xH100"]),
+       model=st.sampled_from(["llama-2-7b", "mistral-7b"]),
+       n=st.integers(1, 256), context=st.integers(0, 300_000), k=st.integers(1, 2000),
+       frac=st.floats(0.0, 1.0))
+def test_roofline_closed_form_equals_step_by_step(gpu, model, n, context, k, frac):
+    m = roofline(gpu, model)
+    steps = [m.step_time(0, n, context + n * s) for s in range(k)]
+    run_ = DecodeRun(m, n, context, k)
+    assert run_._cum is None  # the closed form, not the step sum
+    assert math.isclose(run_.total, math.fsum(steps), rel_tol=1e-9)
+    for j in (1, k // 2, k):
+        assert math.isclose(run_.elapsed(j), math.fsum(steps[:j]), rel_tol=1e-9)
+    dt = frac * run_.total
+    j = run_.steps_by(dt)
+    assert 1 <= j <= k and run_.elapsed(j) >= dt - 1e-12
+    assert j == 1 or run_.elapsed(j - 1) < dt + 1e-12
+
+
+def test_roofline_runs_cross_from_compute_to_memory_bound():
+    # A full batch on a short context is compute bound; as contexts grow the KV reads take over:
+    # the run has a breakpoint, and the closed form still sums it exactly.
+    from melange.perf import step_model
+
+    m = step_model("A100-80GB", "llama-2-7b")
+    n, context, k = 256, 0, 400
+    assert m.compute_time(0, n, context) > m.memory_time(0, n, context)
+    assert m.compute_time(0, n, context + n * k) < m.memory_time(0, n, context + n * k)
+    run_ = DecodeRun(m, n, context, k)
+    assert len(run_._pieces) == 2
+    assert math.isclose(run_.total, math.fsum(m.step_time(0, n, context + n * s) for s in range(k)),
+                        rel_tol=1e-12)
+
+
+@settings(max_examples=100, deadline=None)
+@given(n=st.integers(1, 64), context=st.integers(0, 50_000), k=st.integers(1, 3000),
+       frac=st.floats(0.0, 1.0))
+def test_envelope_of_three_lines_equals_step_by_step(n, context, k, frac):
+    m = ThreeLines()
+    assert len(DecodeRun(m, 10, 0, 10_000)._pieces) == 3  # the model does have three pieces
+    steps = [m.step_time(0, n, context + n * s) for s in range(k)]
+    run_ = DecodeRun(m, n, context, k)
+    assert math.isclose(run_.total, math.fsum(steps), rel_tol=1e-9)
+    j = run_.steps_by(frac * run_.total)
+    assert run_.elapsed(j) >= frac * run_.total - 1e-12
+    assert j == 1 or run_.elapsed(j - 1) < frac * run_.total + 1e-12
+
+
+@pytest.mark.parametrize("budget", [None, 256], ids=["prefill-first", "chunked"])
+def test_fast_path_matches_exact_with_the_roofline(budget):
+    from dataclasses import replace
+
+    from melange.perf import step_model
+
+    roof = replace(step_model("A10G", "llama-2-7b"), kv_capacity_tokens=6_000)  # preemptions too
+    fast, exact = run(False, budget, roof, requests=600), run(True, budget, roof, requests=600)
+    assert fast.summary["preemptions"] == exact.summary["preemptions"] > 0
+    assert np.allclose(fast.records["e2e_s"], exact.records["e2e_s"], rtol=1e-9, atol=1e-9)

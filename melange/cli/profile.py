@@ -85,6 +85,8 @@ def measured_options(f):
 @click.option("--max-num-seqs", type=int, default=256, show_default=True)
 @click.option("--max-num-batched-tokens", type=int, default=None,
               help="Chunked-prefill token budget per step (default: off).")
+@click.option("--engine-preset", default=None,
+              help="CPU overheads of the roofline: a catalog engine preset (default: today's vLLM).")
 @catalog_option
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes (default: all cores).")
 @click.option("--seed", type=SEED, default=0, show_default=True)
@@ -95,7 +97,7 @@ def measured_options(f):
 @measured_options
 def profile(simulate: bool, gpu: str, model: str, slo_tpot: str, slo_definition: str, slo_ttft: str | None,
             attainment: str, grid_text: str, max_model_len: int | None, max_num_seqs: int,
-            max_num_batched_tokens: int | None, extra: tuple[str, ...], workers: int | None, seed: int, cache_dir: str | None,
+            max_num_batched_tokens: int | None, engine_preset: str | None, extra: tuple[str, ...], workers: int | None, seed: int, cache_dir: str | None,
             no_cache: bool, output: str, quiet: bool, **measured) -> None:
     """Build a GPU profile: the highest req/s one instance sustains per bucket under the SLO.
 
@@ -117,7 +119,9 @@ def profile(simulate: bool, gpu: str, model: str, slo_tpot: str, slo_definition:
     from melange.core import EngineConfig, Slo
     from melange.files import atomic_write_text, check_writable
     from melange.perf.catalog import load_catalog
-    from melange.perf.profile_sim import SearchParams, build_profile, cache_dir as default_cache, profile_document
+    from melange.perf.profile_sim import RULE_TEXT, SearchParams, build_profile, profile_document
+    from melange.perf.profile_sim import cache_dir as default_cache
+    from melange.perf.roofline import RooflineParams
 
     if slo_definition is None:  # decode TPOT needs a TTFT limit to count queueing (core.Slo)
         slo_definition = "decode" if slo_ttft is not None else "mean"
@@ -137,16 +141,18 @@ def profile(simulate: bool, gpu: str, model: str, slo_tpot: str, slo_definition:
                          **measured)
         return
     spec = catalog.model(model)
+    preset = catalog.engine(engine_preset)  # checked before the long work
     engine = EngineConfig(max_num_seqs=max_num_seqs, max_model_len=max_model_len,
                           max_num_batched_tokens=max_num_batched_tokens)
     start = time.perf_counter()
     result = build_profile(catalog.instance(gpu), spec, slo, grid, engine=engine, catalog=catalog,
-                           search=SearchParams(seed=seed), workers=workers,
-                           cache=False if no_cache else cache_dir, progress=not quiet,
+                           roofline=RooflineParams(preset=preset.name), search=SearchParams(seed=seed),
+                           workers=workers, cache=False if no_cache else cache_dir, progress=not quiet,
                            notify=lambda msg: click.echo(msg, err=True))
     doc = profile_document(result, spec.name, slo, grid, engine={"max_num_seqs": max_num_seqs,
                                                                   "max_model_len": max_model_len,
-                                                                  "max_num_batched_tokens": max_num_batched_tokens})
+                                                                  "max_num_batched_tokens": max_num_batched_tokens},
+                           engine_preset=preset.name, rule=RULE_TEXT)
     import yaml
 
     atomic_write_text(output, yaml.safe_dump(doc, sort_keys=False, width=120))

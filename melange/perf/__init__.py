@@ -23,4 +23,4 @@ def step_model(gpu: str, model: str, engine: EngineConfig | None = None, *,
                catalog: Catalog | None = None, params: RooflineParams | None = None) -> RooflineModel:
     """The roofline StepTimeModel of catalog `model` on catalog instance `gpu` ('A10G', '4xH100')."""
     catalog = catalog or load_catalog()
-    return roofline_model(catalog.instance(gpu), catalog.model(model), engine, params)
+    return roofline_model(catalog.instance(gpu), catalog.model(model), engine, params, catalog)

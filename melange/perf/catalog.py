@@ -1,4 +1,4 @@
-"""The GPU and model catalog: hardware and architecture figures read from YAML data files.
+"""The catalog: GPU hardware, model architectures and engine presets, read from YAML data files.
 
 The built-in files live in `melange/scenarios/catalog/`; users add GPUs and models in the same
 format with `load_catalog(extra_paths)`. An instance of N GPUs of one type (tensor parallel) is
@@ -92,11 +92,32 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class EnginePreset:
+    """The CPU side of one engine iteration (see catalog/engines.yaml for the sources)."""
+
+    name: str
+    overhead_s: float  # fixed CPU time per iteration
+    per_seq_s: float  # CPU time per running sequence per iteration
+    source: str = ""
+
+
+@dataclass(frozen=True)
 class Catalog:
-    """GPUs and models by lower-case name."""
+    """GPUs, models and engine presets by lower-case name."""
 
     gpus: dict[str, GpuHardware] = field(default_factory=dict)
     models: dict[str, ModelSpec] = field(default_factory=dict)
+    engines: dict[str, EnginePreset] = field(default_factory=dict)
+    default_engine: str | None = None  # name of the preset used when none is named
+
+    def engine(self, name: str | None = None) -> EnginePreset:
+        """The engine preset `name` (case-insensitive); None = the catalog's default preset."""
+        key = (name or self.default_engine or "").lower()
+        preset = self.engines.get(key)
+        if preset is None:
+            known = ", ".join(e.name for e in self.engines.values()) or "none"
+            raise MelangeError(f"unknown engine preset {name!r}; known: {known}")
+        return preset
 
     def gpu(self, name: str) -> GpuHardware:
         """The GPU named `name` (case-insensitive), or a MelangeError listing the known ones."""
@@ -155,9 +176,18 @@ class _ModelEntry(_Strict):
     source: str = ""
 
 
+class _EngineEntry(_Strict):
+    name: Annotated[str, Field(min_length=1)]
+    overhead_ms: Annotated[float, Field(ge=0)]
+    per_seq_us: Annotated[float, Field(ge=0)]
+    default: bool = False
+    source: str = ""
+
+
 class _CatalogFile(_Strict):
     gpus: list[_GpuEntry] = []
     models: list[_ModelEntry] = []
+    engines: list[_EngineEntry] = []
 
 
 def _one_line(path: Path, exc: ValidationError) -> str:
@@ -202,6 +232,8 @@ def load_catalog(extra_paths: list[str | Path] | tuple[str | Path, ...] = ()) ->
     paths = sorted(BUILTIN_CATALOG.glob("*.yaml")) + [Path(p) for p in extra_paths]
     gpus: dict[str, GpuHardware] = {}
     models: dict[str, ModelSpec] = {}
+    engines: dict[str, EnginePreset] = {}
+    default_engine = None
     for path in paths:
         doc = _read(path)
         for g in doc.gpus:
@@ -211,4 +243,8 @@ def load_catalog(extra_paths: list[str | Path] | tuple[str | Path, ...] = ()) ->
             gpus[g.name.lower()] = _gpu(g)
         for i, m in enumerate(doc.models):
             models[m.name.lower()] = _model(path, i, m)
-    return Catalog(gpus, models)
+        for e in doc.engines:
+            engines[e.name.lower()] = EnginePreset(e.name, e.overhead_ms / 1e3, e.per_seq_us / 1e6, e.source)
+            if e.default:
+                default_engine = e.name.lower()
+    return Catalog(gpus, models, engines, default_engine)

@@ -21,19 +21,13 @@ Why these efficiency defaults:
   (model FLOPs utilisation) on A100/H100; 0.6 is the middle.
 - bandwidth_efficiency 0.8: streaming reads reach ~80–90 % of datasheet HBM/GDDR bandwidth, and
   decode kernels at small batch sit at the low end.
-- overhead_s 4 ms: vLLM's CPU side (scheduler, input preparation, sampler, Python) costs a few
-  ms per iteration, which is why its batch-1 decode of a 7B model on an A100 takes ~12–13 ms,
-  not the 8.7 ms of the bandwidth bound alone.
-- per_seq_s 150 µs: per-sequence CPU work (block tables, sampling, detokenisation, output
-  processing) grows with the batch. The default is calibrated to the engines the Mélange paper
-  measured (vLLM 0.2–0.5), which did that work in Python every step: the vLLM team measured that
-  before v0.6 only 38 % of each step ran on the GPU for an 8B model on an H100 at large batch,
-  and 0.2.7 was slower still. At 150 µs a 256-sequence batch spends ~42 ms on the CPU, about
-  70 % of its step on an A100. This cost is the same on every GPU, so it narrows the gap between
-  fast and slow GPUs — the reason cheap GPUs win on small requests in the paper's measurements.
-  With v0.6-era overheads (~40 µs) the A100 wins those buckets too (the A10G/A100 small-bucket
-  ratio of benchmarks/cost_efficiency.py fell from 1.24 to about 0.8); for today's engines, fit
-  the step model to measurements (melange.perf.fit).
+- overhead_s, per_seq_s: the CPU side of an iteration (scheduler, input preparation, sampler,
+  block tables, detokenisation), which the GPU waits for. They come from a named *engine preset*
+  in the catalog (catalog/engines.yaml, with the measurements each is calibrated to): `vllm-0.2`,
+  the vLLM the Mélange paper measured (4 ms + 150 µs per sequence: at 256 sequences ~70 % of an
+  A100 step is CPU time, which narrows the gap between fast and slow GPUs, the reason cheap GPUs
+  win small requests in the paper), and `vllm-0.23`, today's vLLM and the default (1 ms + 20 µs).
+  For your own engine, fit the step model to measurements (melange.perf.fit).
 - allreduce latency: ~10 µs per NVLink all-reduce, ~25 µs over PCIe (NCCL small-message latency).
 
 KV capacity follows vLLM: memory × gpu_memory_utilization − weights − activation reserve, divided
@@ -45,7 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from melange.core import EngineConfig, LinearStepModel, MelangeError
-from melange.perf.catalog import GB, Instance, ModelSpec
+from melange.perf.catalog import GB, Catalog, Instance, ModelSpec, load_catalog
 
 DEFAULT_MEMORY_UTILIZATION = 0.9  # vLLM's gpu_memory_utilization default
 PROFILE_TOKENS = 4096  # tokens of vLLM's activation-profiling batch without chunked prefill
@@ -55,21 +49,31 @@ ALLREDUCE_LATENCY_S = {"nvlink": 10e-6, "pcie": 25e-6}
 
 @dataclass(frozen=True)
 class RooflineParams:
-    """Efficiency factors and overheads of the roofline (see the module docstring for why)."""
+    """Efficiency factors and overheads of the roofline (see the module docstring for why).
+    The overheads are the engine preset's (None: the catalog's default) unless given here."""
 
     flops_efficiency: float = 0.6
     bandwidth_efficiency: float = 0.8
-    overhead_s: float = 0.004
-    per_seq_s: float = 150e-6
+    overhead_s: float | None = None
+    per_seq_s: float | None = None
     memory_utilization: float = DEFAULT_MEMORY_UTILIZATION
+    preset: str | None = None  # engine preset in the catalog; None = its default
 
     def __post_init__(self) -> None:
         for name in ("flops_efficiency", "bandwidth_efficiency", "memory_utilization"):
             value = getattr(self, name)
             if not 0 < value <= 1:
                 raise MelangeError(f"roofline.{name}: must be in (0, 1], got {value}")
-        if self.overhead_s < 0 or self.per_seq_s < 0:
+        if (self.overhead_s or 0) < 0 or (self.per_seq_s or 0) < 0:
             raise MelangeError("roofline overheads must be >= 0")
+
+    def overheads(self, catalog: Catalog | None = None) -> tuple[float, float]:
+        """(overhead_s, per_seq_s): the ones given here, else the engine preset's."""
+        if self.overhead_s is not None and self.per_seq_s is not None:
+            return self.overhead_s, self.per_seq_s
+        preset = (catalog or load_catalog()).engine(self.preset)
+        return (preset.overhead_s if self.overhead_s is None else self.overhead_s,
+                preset.per_seq_s if self.per_seq_s is None else self.per_seq_s)
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,17 @@ class RooflineModel:
                       self.memory_time(prefill_tokens, decode_seqs, context_tokens))
                 + self.allreduce_time(prefill_tokens, decode_seqs))
 
+    def decode_lines(self, n: int, context: int) -> tuple[tuple[float, float], ...]:
+        """Step s of a pure-decode run of n sequences from `context` KV tokens takes
+        max over the lines (a, b) of a + b·s seconds (the context grows by n per step, and both
+        compute and memory time are linear in it): the simulator sums a run in closed form."""
+        fixed = self.overhead_s + self.per_seq_s * n + self.allreduce_time(0, n)
+        compute = ((self.flops_per_token * n + 4.0 * self.attn_dim_layers * context) / self.flops_per_s,
+                   4.0 * self.attn_dim_layers * n / self.flops_per_s)
+        memory = ((self.weight_bytes + self.kv_bytes_per_token * context) / self.bytes_per_s,
+                  self.kv_bytes_per_token * n / self.bytes_per_s)
+        return ((fixed + compute[0], compute[1]), (fixed + memory[0], memory[1]))
+
     def linearized(self) -> LinearStepModel:
         """The linear model closest to this one in its usual regime: decode memory bound
         (weights + KV reads), prefill compute bound; drops the max() and prefill attention."""
@@ -161,10 +176,12 @@ def kv_capacity_tokens(model: ModelSpec, instance: Instance, engine: EngineConfi
 
 
 def roofline_model(instance: Instance, model: ModelSpec, engine: EngineConfig | None = None,
-                   params: RooflineParams | None = None) -> RooflineModel:
-    """The roofline step-time model of `model` served on `instance` with `engine` settings."""
+                   params: RooflineParams | None = None, catalog: Catalog | None = None) -> RooflineModel:
+    """The roofline step-time model of `model` served on `instance` with `engine` settings;
+    CPU overheads from `params` or its engine preset in `catalog` (default: the built-in one)."""
     engine = engine or EngineConfig()
     params = params or RooflineParams()
+    overhead_s, per_seq_s = params.overheads(catalog)
     n = instance.count
     gpu = instance.gpu
     if n > 1:
@@ -177,8 +194,8 @@ def roofline_model(instance: Instance, model: ModelSpec, engine: EngineConfig | 
     return RooflineModel(
         name=f"{model.name}@{instance.name}",
         kv_capacity_tokens=kv_capacity_tokens(model, instance, engine, params.memory_utilization),
-        overhead_s=params.overhead_s,
-        per_seq_s=params.per_seq_s,
+        overhead_s=overhead_s,
+        per_seq_s=per_seq_s,
         flops_per_s=gpu.flops * n * params.flops_efficiency,
         bytes_per_s=gpu.bandwidth * n * params.bandwidth_efficiency,
         weight_bytes=model.weight_bytes,

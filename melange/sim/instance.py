@@ -4,8 +4,10 @@ Scenario: requests join a FCFS waiting queue. At each step boundary the schedule
 requests into the running batch (at most `max_num_seqs`, only if their prompt's KV blocks fit,
 keeping vLLM's 1 % watermark free unless the batch is empty), then runs one engine iteration that
 
-- without chunked prefill: prefills the newly admitted prompts (a prefill-only step), or else
-  decodes one token for every running request (prefills first, as vLLM v0);
+- without chunked prefill: prefills the newly admitted prompts (a prefill-only step, which reads
+  no decode KV), or else decodes one token for every running request (prefills first, as vLLM
+  v0). A step's prompts total at most `prefill_cap` tokens; a prompt that does not fit whole waits
+  for the next step (vLLM v0's token budget, see `prefill_cap`);
 - with chunked prefill (`max_num_batched_tokens`): decodes every running request and spends the
   rest of the token budget on prompt chunks, continuing ones first (as vLLM v1).
 
@@ -14,6 +16,8 @@ blocks are freed and it goes back to the front of the queue, to be recomputed (p
 far, prefilled again; that prefill yields its next token). The step that completes a prompt yields
 the first token (TTFT); every later step yields one more; the step yielding the last one ends it.
 A request longer (input + output) than the KV cache or `max_model_len` fails as "too_long".
+Who may be admitted is decided in one place, `_admissible`, which the scheduler, the fast path's
+"nothing changes at the next step" test (`_quiet`) and the interrupt on arrival all use.
 
 Fast path: between arrivals and completions a pure-decode batch changes only by growing its
 contexts, so a run of k decode steps is one SimPy timeout (see `steps.DecodeRun`). A request
@@ -33,6 +37,11 @@ from melange.core import EngineConfig, StepTimeModel
 from melange.sim.steps import DecodeRun
 
 WATERMARK = 0.01  # vLLM keeps 1 % of KV blocks free when admitting, so new prompts don't thrash
+# Without chunked prefill, vLLM v0 caps a step's prompt tokens at max_num_batched_tokens, whose
+# default is max(max_model_len, 2048) (vllm/config.py, SchedulerConfig.__post_init__: "If
+# max_model_len is too short, use 2048 as the default value for higher throughput"); its
+# scheduler (_schedule_prefills) stops admitting at the first prompt that would overflow it.
+MIN_PREFILL_BUDGET = 2048
 
 
 class Seq:
@@ -112,7 +121,9 @@ class Instance:
         if engine.max_model_len is not None:
             self.max_len = min(self.max_len, engine.max_model_len)
         self.cap = engine.max_num_seqs
-        self.budget = engine.max_num_batched_tokens
+        self.budget = engine.max_num_batched_tokens  # chunked prefill's token budget, or None
+        # Prompt tokens one step may prefill without chunked prefill (see MIN_PREFILL_BUDGET).
+        self.prefill_cap = max(engine.max_model_len or self.max_len, MIN_PREFILL_BUDGET)
         self.waiting: deque[Seq] = deque()
         self.running: list[Seq] = []  # admission order: the newest is last
         self.prefilling: list[Seq] = []  # admitted, prompt not yet complete (admission order)
@@ -155,7 +166,9 @@ class Instance:
             self._wake.succeed()
             self._wake = None
         elif (self._ffwd and not self._interrupted and len(self.waiting) == 1
-              and len(self.running) < self.cap):
+              and self._admissible(seq, self._new_prompt_budget())):
+            # Blocks only shrink during a run, so `free` here is an upper bound: a request it
+            # rules out could not join at the next step either.
             self._interrupted = True
             self.process.interrupt()
 
@@ -170,8 +183,9 @@ class Instance:
             chunks, decodes, preempted = self._schedule()
             lead = 0.0  # a prefill step folded into the front of the decode run below
             if chunks or preempted or self.exact:
-                # kv_tokens: KV held by decode-phase seqs, i.e. read by this step's decodes
-                dt = model.step_time(sum(c for _, c in chunks), len(decodes), self.kv_tokens)
+                # kv_tokens: KV held by decode-phase seqs, read only by a step that decodes
+                dt = model.step_time(sum(c for _, c in chunks), len(decodes),
+                                     self.kv_tokens if decodes else 0)
                 if preempted or self.exact or not self._quiet(chunks, decodes):
                     yield env.timeout(dt)
                     self._finish_step(chunks, decodes, dt, env.now)
@@ -209,6 +223,8 @@ class Instance:
         if self.budget is not None and (self.waiting or len(chunks) < len(self.prefilling)
                                         or any(c < s.prefill_left for s, c in chunks)):
             return False  # chunked prefill: prompt work or a new budget left for the next step
+        if self.waiting and self._admissible(self.waiting[0], self._new_prompt_budget()):
+            return False  # the step's budget held the head back: it joins at the next step
         for s in decodes:
             if s.generated + 1 == s.output:
                 return False
@@ -223,7 +239,7 @@ class Instance:
         """Admit and preempt for the next step: (prefill chunks, decode seqs, preempted?)."""
         if self.budget is None:
             if self.waiting:
-                chunks = self._admit(math.inf)
+                chunks = self._admit(self.prefill_cap)
                 if chunks:
                     return chunks, [], False  # prefill-only step
             decodes, preempted = self._make_room()
@@ -243,15 +259,30 @@ class Instance:
             chunks += self._admit(budget)
         return chunks, decodes, preempted
 
+    def _new_prompt_budget(self) -> float:
+        """Prompt tokens a fresh step could admit: the chunked budget left after every running
+        sequence's decode token, or the prefill cap."""
+        if self.budget is None:
+            return self.prefill_cap
+        return self.budget - len(self.running)
+
+    def _admissible(self, s: Seq, budget: float) -> bool:
+        """THE admission rule: a seat, its prompt's KV blocks (keeping the watermark free unless
+        the batch is empty), and token budget: any with chunked prefill, the whole prompt without."""
+        if len(self.running) >= self.cap or budget <= 0:
+            return False
+        if self.budget is None and s.prefill_left > budget:
+            return False
+        need = -(-s.prefill_left // self.block)
+        return need <= self.free - (self.watermark if self.running else 0)
+
     def _admit(self, budget: float) -> list[tuple[Seq, int]]:
-        """Move waiting requests into the batch while seats, KV blocks and budget allow."""
+        """Move waiting requests into the batch while `_admissible` allows."""
         chunks = []
         waiting, running, block = self.waiting, self.running, self.block
-        while waiting and len(running) < self.cap and budget > 0:
+        while waiting and self._admissible(waiting[0], budget):
             s = waiting[0]
             need = -(-s.prefill_left // block)
-            if need > self.free - (self.watermark if running else 0):
-                break
             waiting.popleft()
             self.free -= need
             s.blocks = need

@@ -79,6 +79,16 @@ class Simulation:
             self.progress(self.env.now)
         return time.perf_counter() - start
 
+    def departures(self) -> tuple[np.ndarray, np.ndarray]:
+        """(arrival_s, finish_s) of every request that arrived so far: finish = arrival + e2e (the
+        arrival itself for a failed one), NaN while still in flight; for `acceptance.judge`."""
+        n = self.arrived
+        arrival = self.arrivals.time_s[:n]
+        finish = np.array(self.outcomes.e2e[:n], dtype=float)  # absolute completion times
+        failed = np.array([e is not None for e in self.outcomes.error[:n]], dtype=bool)
+        finish[failed] = arrival[failed]
+        return arrival, finish
+
     def records(self) -> pd.DataFrame:
         """One row per finished or failed request, `RequestRecord` columns (in-flight ones left out)."""
         o, a = self.outcomes, self.arrivals

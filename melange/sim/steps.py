@@ -1,42 +1,88 @@
 """Timing of a run of k pure-decode steps, the fast path's one calculation.
 
 During such a run the batch is fixed: n sequences, each adding one token of context per step, so
-step s (0-based) reads `context + n*s` KV tokens. For `LinearStepModel` the total is the sum of an
-arithmetic series and the step in progress at a given time is the root of a quadratic, both O(1);
-any other `StepTimeModel` is summed step by step through `step_time`, the one seam. The closed
+step s (0-based) reads `context + n*s` KV tokens. A step-time model may say how its step time
+grows over such a run with `decode_lines(n, context)`: step s takes max_i(a_i + b_i·s). That is
+convex and piecewise linear in s (the linear model: one line; the roofline: compute and memory
+time, both linear in the context, so at most one breakpoint), so the run's total is a sum of
+arithmetic series and the step in progress at a given time the root of a quadratic on one piece:
+O(lines) per run, however long, and nothing is computed for steps that an arrival cuts off.
+Any other `StepTimeModel` is summed step by step through `step_time`, the one seam. The closed
 form is pinned against the step-by-step sum in tests/test_sim_fastpath.py.
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from itertools import accumulate
 
-from melange.core import LinearStepModel, StepTimeModel
+from melange.core import StepTimeModel
+
+
+def _envelope(lines, k: int) -> list[tuple[int, float, float]]:
+    """(first step, a, b) of each piece of max_i(a_i + b_i·s) over the steps s in [0, k)."""
+    if len(lines) == 1:
+        return [(0, *lines[0])]
+    if len(lines) == 2:  # the roofline's case, on every run: no search
+        (a1, b1), (a2, b2) = lines if lines[0][1] <= lines[1][1] else lines[::-1]
+        if a2 >= a1 or b2 == b1:  # the steeper line is on top from the start (or never)
+            return [(0, a2, b2)] if a2 >= a1 else [(0, a1, b1)]
+        cross = math.floor((a1 - a2) / (b2 - b1)) + 1  # first step the steeper one is above
+        return [(0, a1, b1)] if cross >= k else [(0, a1, b1), (max(cross, 1), a2, b2)]
+    def top(s: int) -> tuple[float, float]:
+        return max(lines, key=lambda ab: (ab[0] + ab[1] * s, ab[1]))
+
+    pieces, s = [], 0
+    a, b = top(0)
+    while s < k:
+        pieces.append((s, a, b))
+        nxt = k
+        for a2, b2 in lines:  # a steeper line overtakes this one after the crossing
+            if b2 > b:
+                nxt = min(nxt, max(s + 1, math.floor((a - a2) / (b2 - b)) + 1))
+        s = nxt
+        if s < k:
+            a, b = top(s)
+    return pieces
 
 
 class DecodeRun:
     """k decode steps of n sequences starting from `context` KV tokens."""
 
-    __slots__ = ("_a", "_b", "_cum", "k", "total")
+    __slots__ = ("_cum", "_pieces", "_starts", "_before", "k", "total")
 
     def __init__(self, model: StepTimeModel, n: int, context: int, k: int) -> None:
         self.k = k
-        if type(model) is LinearStepModel:
-            self._a = model.step_time(0, n, context)  # first step
-            self._b = model.beta_kv * n  # each step reads n more tokens than the one before
+        lines = getattr(model, "decode_lines", None)
+        if lines is not None:
             self._cum = None
-            self.total = k * self._a + self._b * k * (k - 1) / 2
+            self._pieces = _envelope(lines(n, context), k)
+            self._starts = [p[0] for p in self._pieces]
+            self._before = [0.0]  # seconds before each piece starts
+            for (s0, a, b), s1 in zip(self._pieces, self._starts[1:] + [k]):
+                self._before.append(self._before[-1] + self._sum(s0, s1, a, b))
+            self.total = self._before[-1]
         else:
-            self._a = self._b = 0.0
+            self._pieces = None
             self._cum = list(accumulate(model.step_time(0, n, context + n * s) for s in range(k)))
             self.total = self._cum[-1] if k else 0.0
+
+    @staticmethod
+    def _sum(s0: int, s1: int, a: float, b: float) -> float:
+        """Seconds of steps s0 .. s1-1 on the line a + b·s."""
+        m = s1 - s0
+        return m * a + b * (s0 + s1 - 1) * m / 2
 
     def elapsed(self, steps: int) -> float:
         """Seconds the first `steps` steps take."""
         if self._cum is not None:
             return self._cum[steps - 1] if steps else 0.0
-        return steps * self._a + self._b * steps * (steps - 1) / 2
+        if steps <= 0:
+            return 0.0
+        p = bisect_right(self._starts, steps - 1) - 1
+        s0, a, b = self._pieces[p]
+        return self._before[p] + self._sum(s0, steps, a, b)
 
     def steps_by(self, dt: float) -> int:
         """Steps done once the step in progress `dt` seconds into the run has finished (>= 1)."""
@@ -49,14 +95,18 @@ class DecodeRun:
                 else:
                     lo = mid + 1
             return lo + 1
-        a, b = self._a, self._b
-        # elapsed(j) = b/2 j^2 + (a - b/2) j >= dt; take the root, then fix float rounding.
+        # The piece in progress at dt, then m more steps on its line: the root of
+        # b/2·m² + (a + b·s0 - b/2)·m = dt - before; then fix float rounding.
+        p = max(0, bisect_right(self._before, dt) - 1)
+        p = min(p, len(self._pieces) - 1)
+        s0, a, b = self._pieces[p]
+        r = dt - self._before[p]
+        c = a + b * s0 - b / 2
         if b > 0:
-            c = a - b / 2
-            j = math.ceil((-c + math.sqrt(c * c + 2 * b * dt)) / b)
+            m = math.ceil((-c + math.sqrt(max(c * c + 2 * b * r, 0.0))) / b)
         else:
-            j = math.ceil(dt / a) if a > 0 else 1
-        j = min(max(j, 1), self.k)
+            m = math.ceil(r / c) if c > 0 else 1
+        j = min(max(s0 + m, 1), self.k)
         while j < self.k and self.elapsed(j) < dt:
             j += 1
         while j > 1 and self.elapsed(j - 1) >= dt:
