@@ -19,15 +19,15 @@ import argparse
 import asyncio
 import json
 import os
+import shlex
 import socket
-import subprocess
 import sys
 import time
-import urllib.request
 
 import numpy as np
 
 from melange.profiler.client import Job, Target, run_jobs
+from melange.profiler.launcher import ServerProcess
 from melange.profiler.schedule import send_times
 
 
@@ -50,16 +50,10 @@ def main() -> None:
 
     port = free_port()
     melange = os.path.join(os.path.dirname(sys.executable), "melange")
-    server = subprocess.Popen([melange, "emulate", "--port", str(port), "--fixed-ttft", f"{args.ttft_ms}ms",
-                               "--fixed-itl", f"{args.itl_ms}ms"], stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(url + "/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.05)
+    command = shlex.join([melange, "emulate", "--port", str(port), "--fixed-ttft", f"{args.ttft_ms}ms",
+                          "--fixed-itl", f"{args.itl_ms}ms"])
+    with ServerProcess(command, f"http://127.0.0.1:{port}", ready_timeout_s=30, grace_s=10) as server:
+        url = server.url
         rng = np.random.default_rng(args.seed)
         times = send_times(args.rate, args.requests, rng)
         jobs = [Job(k, float(t), 32, args.output_tokens) for k, t in enumerate(times)]
@@ -68,9 +62,6 @@ def main() -> None:
         start = time.perf_counter()
         records = asyncio.run(run_jobs(target, jobs))
         wall = time.perf_counter() - start
-    finally:
-        server.terminate()
-        server.wait(10)
 
     ok = [r for r in records if r.error is None]
     sched = np.array([r.arrival_s for r in records])

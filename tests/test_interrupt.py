@@ -4,7 +4,6 @@ leaves no worker process behind, no half-written file, and a re-run resumes fini
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from contextlib import contextmanager
 
 import numpy as np
@@ -29,6 +27,7 @@ from melange.core import BucketGrid, Slo
 from melange.perf import build_profile
 from melange.perf.profile_sim import SearchParams
 from melange.profiler.client import Target
+from melange.profiler.launcher import ServerProcess
 from melange.profiler.run import measure_point
 from melange.profiler.search import SearchSettings
 
@@ -45,20 +44,10 @@ def emulator(speedup: float = SPEEDUP, *extra: str):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     exe = os.path.join(os.path.dirname(sys.executable), "melange")
-    proc = subprocess.Popen([exe, "emulate", "--gpu", GPU, "--model", MODEL, "--port", str(port),
-                             "--speedup", str(speedup), *extra], stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(url + "/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    command = shlex.join([exe, "emulate", "--gpu", GPU, "--model", MODEL, "--port", str(port),
+                          "--speedup", str(speedup), *extra])
+    with ServerProcess(command, f"http://127.0.0.1:{port}", ready_timeout_s=30, grace_s=10) as server:
+        yield server.url
 
 
 def sim_rates(grid: BucketGrid = GRID, min_requests: int | None = None) -> np.ndarray:

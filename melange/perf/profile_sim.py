@@ -28,16 +28,14 @@ simulator's, acceptance rule's and perf model's source code, so a change in any 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, is_dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-import melange
 from melange.acceptance import DEFAULT_RULE, AcceptanceRule, Verdict, judge
 from melange.core import (
     BucketGrid,
@@ -49,11 +47,11 @@ from melange.core import (
     StepTimeModel,
     Workload,
 )
+from melange.keys import code_digest, digest
 from melange.metrics import to_frame
 from melange.perf.catalog import Catalog, Instance, ModelSpec, load_catalog
 from melange.perf.roofline import RooflineParams, roofline_model
 
-PACKAGE_DIR = Path(__file__).resolve().parent.parent
 CODE_FILES = ("core.py", "metrics.py", "acceptance.py", "sim/*.py", "perf/catalog.py",
               "perf/roofline.py", "perf/profile_sim.py")
 RULE_TEXT = ("melange.acceptance.judge on one instance fed only the bucket (Poisson, lengths uniform "
@@ -87,29 +85,7 @@ def cache_dir(path: str | Path | None = None) -> Path:
 
 def code_version() -> str:
     """Hash of the package version and of the source the profiles depend on."""
-    h = hashlib.sha256(melange.__version__.encode())
-    for pattern in CODE_FILES:
-        for f in sorted(PACKAGE_DIR.glob(pattern)):
-            h.update(f.name.encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def _jsonable(value):
-    if is_dataclass(value):
-        return {"type": type(value).__name__, **{k: _jsonable(v) for k, v in asdict(value).items()}}
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value
-
-
-def _key(parts: dict) -> str:
-    blob = json.dumps(_jsonable(parts), sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+    return code_digest(CODE_FILES)
 
 
 # --- one bucket -----------------------------------------------------------------------------
@@ -155,7 +131,10 @@ def trial(job: BucketJob, rate: float, *, seed: int | None = None, scale: float 
           requests: int | None = None, rule: AcceptanceRule = DEFAULT_RULE) -> Verdict:
     """Judge one instance serving only this bucket at `rate` req/s (see the module docstring);
     `requests`: instead of the search's trial length, about this many arrivals in all."""
-    from melange.sim import Simulation, make_arrivals  # the simulator is optional for the rest of perf/
+    from melange.sim import (  # the simulator is optional for the rest of perf/
+        Simulation,
+        make_arrivals,
+    )
 
     latency = _time_scale(job)
     warmup_s = job.search.warmup * latency
@@ -313,7 +292,7 @@ def build_profile(gpu: str | Instance, model: str | ModelSpec, slo: Slo, grid: B
         root = cache_dir(None if cache in (None, True) else cache) / "sim-profiles"
         common = {"instance": instance, "model": spec, "step_model": step_model, "engine": engine,
                   "slo": slo, "search": search, "max_len": max_len, "code": code_version()}
-        paths = [root / f"{_key({**common, 'in': grid.in_edges[j.i:j.i + 2], 'out': grid.out_edges[j.j:j.j + 2]})}.json"
+        paths = [root / f"{digest({**common, 'in': grid.in_edges[j.i:j.i + 2], 'out': grid.out_edges[j.j:j.j + 2]})}.json"
                  for j in jobs]
 
     rates = np.zeros(grid.shape)

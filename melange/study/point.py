@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import melange
 from melange.acceptance import wilson_interval
 from melange.core import MelangeError, Plan, Profile, Slo
+from melange.keys import code_digest, digest
 from melange.scenario import (
     BUILTIN_SCENARIOS,
     Scenario,
@@ -30,10 +29,9 @@ from melange.scenario import (
 
 # `only`: "all" GPU types (Mélange) or one type's name (its single-type plan), for comparisons.
 AXES = ("only", "slice_factor", "rate", "slo_tpot_ms", "headroom", "seed")
-PACKAGE_DIR = Path(melange.__file__).resolve().parent
 # Source a point's result depends on: a change in any of these recomputes finished points.
-CODE_FILES = ("core.py", "scenario.py", "workloads.py", "traces.py", "metrics.py", "acceptance.py",
-              "validate.py", "validate/*.py", "optimizer/*.py", "sim/*.py", "perf/*.py", "study/point.py")
+CODE_FILES = ("core.py", "scenario.py", "scenario_schema.py", "fields.py", "workloads.py", "traces.py",
+              "metrics.py", "acceptance.py", "validate/*.py", "optimizer/*.py", "sim/*.py", "perf/*.py", "study/point.py")
 
 
 def scenario_path(name: str | Path) -> Path:
@@ -73,19 +71,13 @@ def _trace_digests(doc: dict) -> dict[str, str]:
 
 def code_version() -> str:
     """Hash of the package version and the source a point's result depends on."""
-    h = hashlib.sha256(melange.__version__.encode())
-    for pattern in CODE_FILES:
-        for f in sorted(PACKAGE_DIR.glob(pattern)):
-            h.update(str(f.relative_to(PACKAGE_DIR)).encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]
+    return code_digest(CODE_FILES)
 
 
 def point_key(doc: dict, point: dict, validate: bool, code: str) -> str:
     """Hash of everything that decides a point's result: scenario, axis values, settings, code."""
-    blob = json.dumps({"scenario": doc, "traces": _trace_digests(doc), "point": point,
-                       "validate": validate, "code": code}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+    return digest({"scenario": doc, "traces": _trace_digests(doc), "point": point, "validate": validate,
+                   "code": code}, 24)
 
 
 def swept_slo(sc: Scenario, tpot_ms: float | None) -> Slo | None:

@@ -10,17 +10,13 @@ cleared with `fresh=True`), so its lines can never be mistaken for this run's.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import math
 from pathlib import Path
-
-import numpy as np
-from pydantic import BaseModel
 
 import melange
 from melange.core import MelangeError
 from melange.files import append_jsonl, atomic_write_text, check_writable, read_jsonl
+from melange.keys import canonical, digest
 from melange.scenario import Scenario
 from melange.validate.check import Confirmation
 from melange.validate.loop import Round
@@ -28,34 +24,10 @@ from melange.validate.loop import Round
 RUN, ROUNDS, PLAN = "run.json", "rounds.jsonl", "plan.json"
 
 
-def _canonical(value):
-    """JSON-ready form of scenario parts and documents (dataclasses, pydantic, arrays, NaN -> None)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {"type": type(value).__name__,
-                **{f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}}
-    if isinstance(value, BaseModel):
-        return _canonical(value.model_dump())
-    if isinstance(value, dict):
-        return {str(k): _canonical(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_canonical(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # JSON has no NaN
-    return value
-
-
 def inputs_hash(sc: Scenario, **options) -> str:
     """Hash of everything that decides a run's results: the scenario's content and `options`."""
     parts = {f.name: getattr(sc, f.name) for f in dataclasses.fields(sc) if f.name != "source"}
-    blob = json.dumps(_canonical({"scenario": parts, "options": options, "melange": melange.__version__}),
-                      sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return digest({"scenario": parts, "options": options, "melange": melange.__version__}, 16)
 
 
 class RunDir:
@@ -114,7 +86,7 @@ class RunDir:
 
     def write_plan(self, doc: dict) -> Path:
         """Replace plan.json atomically."""
-        return atomic_write_text(self.path / PLAN, json.dumps(_canonical(doc), indent=2) + "\n")
+        return atomic_write_text(self.path / PLAN, json.dumps(canonical(doc), indent=2) + "\n")
 
 
 def _consecutive(rounds: list[dict]) -> list[dict]:

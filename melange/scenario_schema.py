@@ -1,0 +1,147 @@
+"""The schema of scenario files (pydantic models): ours, and the seed research code's config.
+
+Only the shape and ranges of each field live here; `melange.scenario` turns a validated document
+into the core dataclasses and checks what needs more than one field (shapes against the grid,
+profile files against the scenario).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from melange.fields import (
+    MAX_INSTANCES,
+    Fraction,
+    Millis,
+    PositiveFloat,
+    Rate,
+    Seconds,
+    StepCoef,
+    Table,
+    Tokens,
+)
+
+
+class _Strict(BaseModel):
+    # strict: a bool is not a number, 1.9 is not an integer, "16" is not a number (units aside)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, strict=True)
+
+
+# --- file schema (ours) -------------------------------------------------------------------
+
+class GridSpec(_Strict):
+    input_edges: list[Tokens]
+    output_edges: list[Tokens]
+
+
+class ArrivalSpec(_Strict):
+    process: Literal["poisson", "gamma", "trace"] = "poisson"
+    cv: PositiveFloat = 1.0
+    trace: str | None = None
+    scale_to_rate: bool = True
+
+
+class TraceDistribution(_Strict):
+    trace: str
+
+
+class WorkloadFileDistribution(_Strict):
+    file: str  # a workload file (melange scenarios build-workload), or a built-in one by name
+
+
+class WorkloadSpec(_Strict):
+    rate: Rate
+    distribution: Table | TraceDistribution | WorkloadFileDistribution | None = None
+    arrival: ArrivalSpec = ArrivalSpec()
+    lengths: Literal["uniform", "trace"] = "uniform"
+    trace: str | None = None
+
+
+class SloSpec(_Strict):
+    tpot_ms: Millis
+    definition: Literal["mean", "decode"] = "mean"
+    ttft_ms: Millis | None = None
+    attainment: Annotated[Fraction, Field(gt=0, le=1)] = 0.99
+
+
+class EngineSpec(_Strict):
+    max_num_seqs: Tokens = 256
+    block_size: Tokens = 16
+    max_num_batched_tokens: Tokens | None = None
+    max_model_len: Tokens | None = None
+
+
+class LinearStepSpec(_Strict):
+    alpha: StepCoef
+    beta_prefill: StepCoef
+    beta_decode: StepCoef
+    beta_kv: StepCoef
+    kv_capacity_tokens: Annotated[int, Field(ge=1, le=10**12)]
+
+
+class GpuSpec(_Strict):
+    name: Annotated[str, Field(min_length=1)]
+    cost: PositiveFloat | None = None  # default: the catalog entry's price
+    gpus: Annotated[int, Field(ge=1)] = 1
+    memory_gb: PositiveFloat | None = None
+    max_count: Annotated[int, Field(ge=0)] | None = None
+    min_count: Annotated[int, Field(ge=0, le=MAX_INSTANCES)] = 0
+    utilization: Annotated[Fraction, Field(gt=0, le=1)] | None = None
+    profile: Table | str | None = None  # inline max-rate table, or a file holding one
+    engine: EngineSpec = EngineSpec()
+    step_time: LinearStepSpec | Literal["roofline"] | None = None  # roofline: catalog x model
+    catalog: str | None = None  # catalog GPU or instance (e.g. A100-80GB, 4xH100): defaults cost/gpus/memory
+
+
+class SolverSpec(_Strict):
+    slice_factor: Annotated[int, Field(ge=1)] | Literal["continuous"] = 8
+    headroom: Annotated[Fraction, Field(ge=0)] = 0.0
+    utilization: Annotated[Fraction, Field(gt=0, le=1)] = 1.0
+    time_limit_s: Annotated[Seconds, Field(gt=0)] = 60.0
+    backend: Literal["highs", "cbc"] = "highs"
+
+
+class SimulationSpec(_Strict):
+    requests: Annotated[int, Field(ge=1)] | None = None
+    duration_s: Annotated[Seconds, Field(gt=0)] | None = None
+    warmup_s: Seconds = 0.0
+    seed: Annotated[int, Field(ge=0)] = 0
+    router: Literal["least_work", "round_robin", "random"] = "least_work"
+
+
+class ScenarioSpec(_Strict):
+    name: str = "scenario"
+    description: str = ""
+    model: str | None = None  # catalog model served (needed by step_time: roofline)
+    engine_preset: str | None = None  # CPU overheads of the roofline (catalog engines.yaml); None = default
+    grid: Literal["paper"] | GridSpec = "paper"
+    workload: WorkloadSpec
+    slo: SloSpec | None = None
+    gpus: Annotated[list[GpuSpec], Field(min_length=1)]
+    solver: SolverSpec = SolverSpec()
+    simulation: SimulationSpec = SimulationSpec()
+
+    @field_validator("gpus")
+    @classmethod
+    def _unique_names(cls, gpus: list[GpuSpec]) -> list[GpuSpec]:
+        names = [g.name for g in gpus]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"duplicate GPU name {dup[0]!r}")
+        return gpus
+
+
+# --- file schema (the seed research code's config) ----------------------------------------
+
+class SeedGpu(_Strict):
+    cost: PositiveFloat
+    tputs: Table
+
+
+class SeedSpec(_Strict):
+    gpu_info: Annotated[dict[str, SeedGpu], Field(min_length=1)]
+    workload_distribution: Table
+    total_request_rate: Rate
+    slice_factor: Annotated[int, Field(ge=1)] = 1
