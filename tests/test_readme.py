@@ -33,7 +33,7 @@ def bash_blocks() -> list[str]:
 
 def _param(script: str):
     # Whole studies (full plans, validated sweeps, the paper study) take minutes: slow tests.
-    slow = re.search(r"^melange plan\s*(#|$)|--validate|^melange (study|compare)\b", script, flags=re.M)
+    slow = re.search(r"^melange plan\s*(#|$)|--validate|^melange (study|compare|emulate)\b", script, flags=re.M)
     return pytest.param(script, marks=pytest.mark.slow) if slow else script
 
 

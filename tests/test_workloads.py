@@ -101,7 +101,7 @@ def test_scenarios_list_and_show():
     shown = run("scenarios", "show", "default")
     assert shown.exit_code == 0 and "slo:" in shown.output and "workload:" in shown.output
     missing = run("scenarios", "show", "nope")
-    assert missing.exit_code == 2 and "built-in: default" in missing.output
+    assert missing.exit_code == 2 and "built-in:" in missing.output and "default" in missing.output
 
 
 def test_build_workload_bad_input_is_one_line(tmp_path):

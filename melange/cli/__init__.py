@@ -32,6 +32,8 @@ COMMANDS = {
     "models": "melange.cli.models:models",
     "sweep": "melange.cli.sweep:sweep",
     "scenarios": "melange.cli.scenarios:scenarios",
+    "compare": "melange.cli.compare:compare",
+    "study": "melange.cli.study:study",
 }
 
 

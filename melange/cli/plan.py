@@ -123,9 +123,11 @@ def print_verdict(out: Console, sc: Scenario, report: PlanReport, max_rounds: in
 @click.option("--fresh", is_flag=True, help="Discard a previous run of other inputs in the -o directory.")
 @click.option("-o", "--output", type=click.Path(file_okay=False),
               help="Directory for plan.json and rounds.jsonl; a re-run resumes from it.")
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False),
+              help="Directory for plots: bucket map, TPOT/TTFT vs the SLO, attainment per bucket.")
 @click.pass_context
 def plan(ctx, scenario, normalize, extra, slice_factor, headroom, utilization, time_limit, backend, max_rounds,
-         requests, duration, seed, confirm_runs, baselines, workers, force, fresh, output):
+         requests, duration, seed, confirm_runs, baselines, workers, force, fresh, output, plot_dir):
     """Cheapest GPU mix for SCENARIO (default: built-in) that holds its SLO on fresh simulated traffic."""
     from melange.cli import EXIT_GOAL_MISSED
     from melange.report import console
@@ -134,6 +136,7 @@ def plan(ctx, scenario, normalize, extra, slice_factor, headroom, utilization, t
     from melange.validate.store import RunDir, inputs_hash
 
     check_output(output, "-o", is_dir=True)
+    check_output(plot_dir, "--plot", is_dir=True)
     sc = load_scenario(scenario, normalize=normalize, catalog=extra, force=force)
     sc.solve = options_from_flags(sc.solve, slice_factor, headroom, utilization, time_limit, backend)
     opts = {"requests": requests, "duration_s": parse_duration(duration, "--duration") if duration else None,
@@ -156,8 +159,25 @@ def plan(ctx, scenario, normalize, extra, slice_factor, headroom, utilization, t
     print_results(out, sc, report, singles, max_rounds)
     if store:
         out.print(f"wrote {store.write_plan(plan_document(report, singles))} and {output}/rounds.jsonl")
+    if plot_dir:
+        from melange.study.figures import plan_figures
+
+        simulated = settings is not None  # one fresh run past the confirmation seeds for the latency plots
+        fresh_seed = (sc.simulation.seed if seed is None else seed) + confirm_runs + 1
+        paths = plan_figures(sc if simulated else _no_slo(sc), report.best or report.rounds[-1].plan, plot_dir,
+                             seed=fresh_seed, requests=requests)
+        out.print(f"wrote {len(paths)} plots to {plot_dir}")
     if settings is not None and not report.held:
         ctx.exit(EXIT_GOAL_MISSED)
+
+
+def _no_slo(sc: Scenario) -> Scenario:
+    """A copy that asks for no latency plots (the plan could not be simulated)."""
+    from copy import copy
+
+    bare = copy(sc)
+    bare.slo = None
+    return bare
 
 
 def print_header(out: Console, sc: Scenario, settings, store: RunDir | None, done: list, checks: dict) -> None:

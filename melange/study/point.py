@@ -165,7 +165,7 @@ def evaluate_point(scenario_doc: dict, point: dict, validate: bool) -> dict[str,
             plan = solve(sc.workload, sc.gpus, sc.profiles, sc.solve)
             row.update(_plan_fields(plan), rounds=1, solve_s=plan.solve_time_s or 0.0)
         else:
-            row.update(_validated(sc))
+            row.update(_validated(sc, single=point.get("only") not in (None, "all"), trim=point.get("only") == "all"))
     except MelangeError as exc:  # infeasible, or a point the scenario cannot take: a result too
         message = str(exc)
         row.update(status="infeasible" if message.startswith("infeasible") else "error", message=message)
@@ -175,13 +175,18 @@ def evaluate_point(scenario_doc: dict, point: dict, validate: bool) -> dict[str,
     return row
 
 
-def _validated(sc: Scenario) -> dict:
-    """The one call into the validation loop (its API grows in melange.validate)."""
-    from melange.validate import plan_and_validate, why_not_validated
+def _validated(sc: Scenario, single: bool = False, trim: bool = False) -> dict:
+    """The one call into melange.validate: the validation loop, or for a one-type point
+    (`only` = a GPU type) its validated baseline (fewest instances that hold; one fewer fails).
+    `trim` (the `only: all` point of a comparison): the held plan then drops instances while it
+    holds on the baselines' seeds, so Mélange and the baselines are searched down alike."""
+    from melange.validate import plan_and_validate, trim_plan, why_not_validated
 
     reason = why_not_validated(sc)
     if reason:
         raise MelangeError(f"--validate: {reason}")
+    if single:
+        return _baseline(sc)
     start = time.perf_counter()
     report = plan_and_validate(sc, seed=sc.simulation.seed)
     elapsed = time.perf_counter() - start
@@ -196,6 +201,30 @@ def _validated(sc: Scenario) -> dict:
                rounds=len(report.rounds), solve_s=solve_s, sim_s=max(0.0, elapsed - solve_s))
     if report.best is None:
         out["status"] = "not held"
+    elif trim:
+        plan, conf, tried = trim_plan(sc, report.best, seed=sc.simulation.seed)
+        out["trim"] = {"from_cost": report.best.cost, "tried": tried}
+        if conf is not None:
+            out.update(_plan_fields(plan), attainment=conf.attainment, counted=conf.counted,
+                       attainment_lo=conf.interval[0], attainment_hi=conf.interval[1])
+        out["sim_s"] = max(0.0, time.perf_counter() - start - solve_s)
+    return out
+
+
+def _baseline(sc: Scenario) -> dict:
+    """The validated single-type baseline of a one-type scenario, as a point's result fields."""
+    from melange.validate import single_type_plan, validated_baselines
+
+    start = time.perf_counter()
+    (gpu,) = [g.name for g in sc.gpus]
+    b = validated_baselines(sc, seed=sc.simulation.seed)[gpu]
+    conf = b.confirmation
+    out: dict[str, Any] = {"held": b.count is not None, "rounds": len(b.tried), "baseline": b.to_dict(),
+                           "sim_s": time.perf_counter() - start}
+    if b.count is None:
+        return {**out, "status": "not held", "message": b.reason}
+    out.update(_plan_fields(single_type_plan(sc, gpu, b.count)), attainment=conf.attainment,
+               counted=conf.counted, attainment_lo=conf.interval[0], attainment_hi=conf.interval[1])
     return out
 
 

@@ -17,6 +17,7 @@ from melange.validate.baselines import (
     plan_document,
     saving,
     single_type_plan,
+    trim_plan,
     validated_baselines,
 )
 from melange.validate.check import (
@@ -53,6 +54,7 @@ __all__ = [
     "saving",
     "single_type_plan",
     "tighten",
+    "trim_plan",
     "untested_gpus",
     "validated_baselines",
     "why_not_validated",

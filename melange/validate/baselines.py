@@ -144,6 +144,76 @@ def search_baseline(sc: Scenario, gpu: str, start: int | None, settings: RunSett
     return result
 
 
+def trim_plan(sc: Scenario, plan: Plan, *, requests: int | None = None, duration_s: float | None = None,
+              seed: int | None = None, confirm_runs: int = 2,
+              progress: Callable[[str], None] | None = None) -> tuple[Plan, Confirmation | None, dict]:
+    """Fewer instances of a held plan, judged as baselines are (the baselines' seeds): first try
+    each type away entirely (its buckets handed to the other types in use, `_without`), largest
+    spend first; then, most expensive type first, drop instances (same shares, the type's load on
+    fewer instances) while the plan holds, until one fewer of that type fails. Returns (plan, its confirmation or None
+    if nothing was dropped, {"GPU=n": held} of every count tried).
+
+    So that a comparison is fair: baselines are searched down to the fewest instances that hold,
+    and a Mélange plan built on the same conservative profiles gets the same chance."""
+    seed = sc.simulation.seed if seed is None else seed
+    settings = run_settings(sc, requests=requests, duration_s=duration_s)
+    seeds = confirmation_seeds(seed, confirm_runs)
+    cost = {g.name: g.cost for g in sc.gpus}
+    counts, held, tried = dict(plan.counts), None, {}
+    for gpu in sorted((g for g, n in counts.items() if n > 0), key=lambda g: -counts[g] * cost[g]):
+        share = _without(sc, plan, counts, gpu)  # first, a whole type less: its buckets to the others
+        if share is None:
+            continue
+        trial = {**counts, gpu: 0}
+        candidate = Plan(trial, share, sum(n * cost[g] for g, n in trial.items()), status="trimmed")
+        check = confirm(sc, candidate, seeds, settings)
+        tried[f"{gpu}=0"] = check.held
+        if check.held:
+            counts, plan, held = trial, candidate, (candidate, check)
+    for gpu in sorted((g for g, n in counts.items() if n > 0), key=lambda g: -cost[g]):
+        busy = bool(np.any(np.asarray(plan.share.get(gpu, 0.0)) > 0))
+        floor, step = (1 if busy else 0), 1
+        while counts[gpu] - step >= floor:  # drop 1, 2, 4, ... while it holds; back off on a failure
+            trial = {**counts, gpu: counts[gpu] - step}
+            candidate = Plan(trial, plan.share, sum(n * cost[g] for g, n in trial.items()), status="trimmed")
+            if progress:
+                progress(f"trim: trying {trial[gpu]} x {gpu}")
+            check = confirm(sc, candidate, seeds, settings)
+            tried[f"{gpu}={trial[gpu]}"] = check.held
+            if check.held:
+                counts, held, step = trial, (candidate, check), step * 2
+            elif step == 1:
+                break
+            else:
+                step //= 2
+    return (plan, None, tried) if held is None else (held[0], held[1], tried)
+
+
+def _without(sc: Scenario, plan: Plan, counts: dict[str, int], gpu: str) -> dict[str, np.ndarray] | None:
+    """The plan's shares with `gpu`'s part of each bucket handed to the other types in use: pro rata
+    to their shares there, else to the one that serves the bucket at the lowest $ per req/s.
+    None if `gpu` is the only type in use or a bucket it serves has no other taker."""
+    others = [g for g, n in counts.items() if n > 0 and g != gpu]
+    if not others:
+        return None
+    cost = {g.name: g.cost for g in sc.gpus}
+    mine = np.asarray(plan.share.get(gpu, 0.0), dtype=float)
+    share = {g: np.array(plan.share.get(g, np.zeros_like(mine)), dtype=float) for g in others}
+    rest = sum(share.values())
+    for i, j in zip(*np.nonzero(mine > 0)):
+        if rest[i, j] > 0:
+            for g in others:
+                share[g][i, j] += mine[i, j] * share[g][i, j] / rest[i, j]
+            continue
+        able = [g for g in others if sc.profiles[g].max_rate[i, j] > 0]
+        if not able:
+            return None
+        best = min(able, key=lambda g: cost[g] / sc.profiles[g].max_rate[i, j])
+        share[best][i, j] += mine[i, j]
+    share[gpu] = np.zeros_like(mine)
+    return share
+
+
 def saving(best: Plan | None, baselines: dict[str, BaselineResult]) -> dict | None:
     """What the Mélange plan saves against the cheapest validated baseline (None if none)."""
     valid = [b for b in baselines.values() if b.count is not None]
