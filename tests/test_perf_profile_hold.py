@@ -72,8 +72,8 @@ def test_every_shipped_cell_holds_over_20k_fresh_requests(gpu, i, j):
     assert v.passed, (gpu, i, j, rate(gpu, i, j), v)
 
 
-# Slow: it finds a counterexample today (A10G in 1-25 / out 25-100, seed 41683: the queue-growth
-# check trips over a 4x trial), a defect of the shipped profiles this test is here to show.
+# Slow (about a minute). Before confirmation trials had >= 10,000 arrivals it found a counterexample
+# (A10G in 1-25 / out 25-100, seed 41683: the queue grew over a 4x trial).
 @pytest.mark.slow
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cell=st.sampled_from([c for c in cells() if c[2] <= 1]), seed=st.integers(100, 10**6))
