@@ -15,6 +15,16 @@ import pandas as pd
 from melange.core import BucketGrid, Plan, Slo
 
 
+def _grid_axes(ax, grid: BucketGrid) -> None:
+    """Label a bucket map's axes with the grid's token ranges (output across, input down)."""
+    ax.set_xticks(range(grid.shape[1]), [f"{grid.out_edges[j]}-{grid.out_edges[j + 1]}" for j in range(grid.shape[1])],
+                  rotation=45, fontsize=7)
+    ax.set_yticks(range(grid.shape[0]), [f"{grid.in_edges[i]}-{grid.in_edges[i + 1]}" for i in range(grid.shape[0])],
+                  fontsize=7)
+    ax.set_xlabel("output tokens")
+    ax.set_ylabel("input tokens")
+
+
 def _pyplot():
     import matplotlib
 
@@ -106,12 +116,7 @@ def bucket_map(plan: Plan, grid: BucketGrid, path: str | Path, rates: np.ndarray
         text = "\n".join(f"{names[k]} {shares[k, i, j]:.0%}" for k in np.argsort(-shares[:, i, j])
                          if shares[k, i, j] > 0)
         ax.text(j, i, text, ha="center", va="center", fontsize=5)
-    ax.set_xticks(range(grid.shape[1]), [f"{grid.out_edges[j]}-{grid.out_edges[j + 1]}" for j in range(grid.shape[1])],
-                  rotation=45, fontsize=7)
-    ax.set_yticks(range(grid.shape[0]), [f"{grid.in_edges[i]}-{grid.in_edges[i + 1]}" for i in range(grid.shape[0])],
-                  fontsize=7)
-    ax.set_xlabel("output tokens")
-    ax.set_ylabel("input tokens")
+    _grid_axes(ax, grid)
     ax.set_title(title)
     handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(k)) for k in range(len(names))]
     ax.legend(handles, names, bbox_to_anchor=(1.02, 1), loc="upper left", fontsize="small")
@@ -156,12 +161,7 @@ def attainment_per_bucket(records: pd.DataFrame, grid: BucketGrid, path: str | P
     image = ax.imshow(table, cmap="RdYlGn", vmin=low, vmax=1.0, aspect="auto")
     for (i, j), row in grouped.iterrows():
         ax.text(int(j), int(i), f"{row['mean']:.1%}\nn={int(row['size'])}", ha="center", va="center", fontsize=6)
-    ax.set_xticks(range(grid.shape[1]), [f"{grid.out_edges[j]}-{grid.out_edges[j + 1]}" for j in range(grid.shape[1])],
-                  rotation=45, fontsize=7)
-    ax.set_yticks(range(grid.shape[0]), [f"{grid.in_edges[i]}-{grid.in_edges[i + 1]}" for i in range(grid.shape[0])],
-                  fontsize=7)
-    ax.set_xlabel("output tokens")
-    ax.set_ylabel("input tokens")
+    _grid_axes(ax, grid)
     ax.set_title(title + (f" (target {target:.1%})" if target is not None else ""))
     fig.colorbar(image, ax=ax)
     return save(fig, path)
