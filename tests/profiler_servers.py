@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 
 from aiohttp import web
+
+from melange.profiler.emulator import AppThread
 
 
 def other_server_app(model: str = "other-model", slots: int = 4, token_s: float = 0.002,
@@ -49,36 +50,5 @@ def other_server_app(model: str = "other-model", slots: int = 4, token_s: float 
     return app
 
 
-class ServerThread:
-    """Serve an aiohttp app on 127.0.0.1 (free port) from a thread: `with ServerThread(app) as url`."""
-
-    def __init__(self, make_app) -> None:
-        self.make_app = make_app
-        self.url = ""
-        self._ready = threading.Event()
-        self._loop = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        loop = self._loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        runner = web.AppRunner(self.make_app(), access_log=None)
-        loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        loop.run_until_complete(site.start())
-        self.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        self._ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            loop.run_until_complete(runner.cleanup())
-            loop.close()
-
-    def __enter__(self) -> str:
-        self._thread.start()
-        self._ready.wait(10)
-        return self.url
-
-    def __exit__(self, *exc) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+# Serve an aiohttp app on 127.0.0.1 (free port) from a thread: `with ServerThread(make_app) as url`.
+ServerThread = AppThread

@@ -296,11 +296,12 @@ def serve(config: EmulatorConfig) -> None:
                 handle_signals=True)
 
 
-class EmulatorThread:
-    """The emulator on a background thread (tests, benchmarks): `with EmulatorThread(cfg) as url:`."""
+class AppThread:
+    """An aiohttp app served from a background thread (tests, benchmarks): `with AppThread(make_app) as url:`.
+    Port 0 takes a free one."""
 
-    def __init__(self, config: EmulatorConfig) -> None:
-        self.config = config
+    def __init__(self, make_app, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.make_app, self.host, self.port = make_app, host, port
         self.url = ""
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -309,13 +310,14 @@ class EmulatorThread:
 
     def _run(self) -> None:
         loop = self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
         try:
-            runner = web.AppRunner(Emulator(self.config).app, access_log=None)
+            runner = web.AppRunner(self.make_app(), access_log=None)
             loop.run_until_complete(runner.setup())
-            site = web.TCPSite(runner, self.config.host, self.config.port)
+            site = web.TCPSite(runner, self.host, self.port)
             loop.run_until_complete(site.start())
             port = runner.addresses[0][1]
-            self.url = f"http://{self.config.host}:{port}"
+            self.url = f"http://{self.host}:{port}"
         except BaseException as exc:  # reported to the caller by __enter__
             self._error = exc
             self._ready.set()
@@ -338,3 +340,11 @@ class EmulatorThread:
         if self._loop is not None and self._loop.is_running():
             self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+
+class EmulatorThread(AppThread):
+    """The emulator on a background thread (tests, benchmarks): `with EmulatorThread(cfg) as url:`."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        super().__init__(lambda: Emulator(config).app, config.host, config.port)
+        self.config = config
