@@ -20,6 +20,7 @@ import numpy as np
 import yaml
 
 from melange.core import BucketGrid, MelangeError
+from melange.files import read_document
 from melange.traces import Trace, load_trace, resolve_trace_path
 
 BUILTIN_WORKLOADS = Path(__file__).parent / "scenarios" / "workloads"
@@ -134,8 +135,6 @@ def resolve_workload_path(name: str, base: Path | None = None) -> Path:
 
 def load_workload_file(name: str, grid: BucketGrid, base: Path | None = None) -> np.ndarray:
     """The distribution of a workload file; its grid must be the scenario's."""
-    from melange.scenario import read_document  # scenario imports this module lazily: no cycle
-
     path = resolve_workload_path(name, base)
     doc = read_document(path)
     g = doc.get("grid")
