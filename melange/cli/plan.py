@@ -213,3 +213,6 @@ def print_results(out: Console, sc: Scenario, report: PlanReport, singles, max_r
         if s is not None:
             out.print(f"saving against the cheapest validated baseline ({s['against']}, ${s['baseline_cost']:.3f}/h): "
                       f"{s['fraction']:.1%}")
+            if s["fraction"] < 0:  # both held: the cheaper validated fleet is the answer
+                out.print(f"[yellow]{s['against']} alone held for less than the mix: buy {s['against']} only "
+                          f"(the mix's profiles are conservative for mixed traffic)[/]")
