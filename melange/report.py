@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from melange.core import BucketGrid, GpuType, Plan
+from melange.keys import canonical
 
 
 def plan_table(plan: Plan, gpus: list[GpuType], title: str = "Plan") -> Table:
@@ -85,21 +85,11 @@ def not_optimal_line(plan: Plan) -> str:
             "raise --time-limit to prove it (exit code 1)")
 
 
-def _json_safe(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def write_json(path: str | Path, data: dict) -> None:
     """Write `data` as indented JSON (NaN/inf as null), atomically; a bad path is a one-line error."""
     from melange.files import atomic_write_text
 
-    atomic_write_text(path, json.dumps(_json_safe(data), indent=2) + "\n")
+    atomic_write_text(path, json.dumps(canonical(data), indent=2) + "\n")
 
 
 class _UncutConsole(Console):

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from melange.core import BucketGrid, MelangeError, Slo
+from melange.keys import canonical
 from melange.metrics import attainment, latency_stats
 
 
@@ -41,19 +40,6 @@ class SimResult:
         summary = out / "summary.json"
         summary.write_text(json.dumps(self.summary, indent=2) + "\n")
         return [records, summary]
-
-
-def _clean(value):
-    """JSON-safe: NaN/inf -> None, numpy scalars -> Python."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return None if not math.isfinite(value) else float(value)
-    return value
 
 
 def summarise(frame: pd.DataFrame, grid: BucketGrid, slo: Slo, *, n_requests: int,
@@ -87,4 +73,4 @@ def summarise(frame: pd.DataFrame, grid: BucketGrid, slo: Slo, *, n_requests: in
         "sim_time_s": sim_time_s,
         "wall_time_s": wall_time_s,
     }
-    return _clean(summary)
+    return canonical(summary)
