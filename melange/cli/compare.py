@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -10,21 +9,12 @@ import click
 
 def run_with_progress(sweep, output: str, workers: int | None, out) -> object:
     """Run a sweep on the local pool with a progress bar; Ctrl-C/SIGTERM keep finished points."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    from melange.cli.sweep import _progress_callbacks, _sigterm_as_interrupt
+    from melange.cli.sweep import points_progress
     from melange.study import make_executor, run_sweep
 
-    with _sigterm_as_interrupt() as Terminated:
-        try:
-            with Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                          console=out) as bar:
-                on_start, on_point = _progress_callbacks(bar)
-                return run_sweep(sweep, output, executor=make_executor("local", workers=workers),
-                                 on_start=on_start, on_point=on_point)
-        except KeyboardInterrupt as exc:
-            out.print(f"interrupted: finished points are kept in {output}; run the same command to resume")
-            sys.exit(143 if isinstance(exc, Terminated) else 130)
+    with points_progress(out, output) as (on_start, on_point):
+        return run_sweep(sweep, output, executor=make_executor("local", workers=workers),
+                         on_start=on_start, on_point=on_point)
 
 
 def savings_view(table, title: str):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -25,10 +24,8 @@ def study() -> None:
 @click.option("--no-plot", is_flag=True, help="A report without plots (faster).")
 def paper(rates, scenarios, requests, workers, output, plot_dir, no_plot):
     """Mélange vs every single GPU type on the paper's workloads and SLOs; writes DIR/report.md."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     from melange.cli.compare import savings_view
-    from melange.cli.sweep import _list, _progress_callbacks, _rate, _sigterm_as_interrupt
+    from melange.cli.sweep import _list, _rate, points_progress
     from melange.files import check_writable
     from melange.report import console
     from melange.study import make_executor
@@ -37,18 +34,11 @@ def paper(rates, scenarios, requests, workers, output, plot_dir, no_plot):
     check_writable(Path(output) / "report.md", "-o")
     names = tuple(_list(scenarios, str, "--scenarios")) or PAPER_SCENARIOS
     out = console()
-    with _sigterm_as_interrupt() as Terminated:
-        try:
-            with Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                          console=out) as bar:
-                on_start, on_point = _progress_callbacks(bar)
-                tables = run_study(output, scenarios=names, rates=tuple(_list(rates, _rate, "--rates")),
-                                   requests=requests, executor=make_executor("local", workers=workers),
-                                   on_scenario=lambda n: out.print(f"[bold]{n}[/]"), on_start=on_start,
-                                   on_point=on_point)
-        except KeyboardInterrupt as exc:
-            out.print(f"interrupted: finished points are kept in {output}; run the same command to resume")
-            sys.exit(143 if isinstance(exc, Terminated) else 130)
+    with points_progress(out, output) as (on_start, on_point):
+        tables = run_study(output, scenarios=names, rates=tuple(_list(rates, _rate, "--rates")),
+                           requests=requests, executor=make_executor("local", workers=workers),
+                           on_scenario=lambda n: out.print(f"[bold]{n}[/]"), on_start=on_start,
+                           on_point=on_point)
     for name, table in tables.items():
         out.print(savings_view(table, f"{name}: Mélange vs the cheapest validated single type"))
     out.print(summary_frame(tables).to_string(index=False))

@@ -65,6 +65,22 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def points_progress(out, output):
+    """A progress bar over sweep points, yielding (on_start, on_point); Ctrl-C or SIGTERM stops
+    the run, says the finished points are kept in `output`, and exits 130 or 143."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with _sigterm_as_interrupt() as Terminated:
+        try:
+            with Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                          console=out) as bar:
+                yield _progress_callbacks(bar)
+        except KeyboardInterrupt as exc:
+            out.print(f"interrupted: finished points are kept in {output}; run the same command to resume")
+            sys.exit(143 if isinstance(exc, Terminated) else 130)
+
+
 def sweep_table(table, limit: int = 60):
     """The tidy table as a rich table: axes, instances per type, cost, attainment, status."""
     from rich.table import Table
@@ -116,7 +132,6 @@ def _progress_callbacks(progress):
 def sweep(scenario, slice_factor, rate, slo_tpot, headroom, seed, only, validate, requests, kind, address,
           workers, output, plot_dir):
     """Solve (or --validate) SCENARIO at every combination of the given axis values."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from melange.files import check_writable
     from melange.report import console
@@ -127,16 +142,9 @@ def sweep(scenario, slice_factor, rate, slo_tpot, headroom, seed, only, validate
     study = Sweep.create(scenario, axes, validate=validate, requests=requests)
     executor = make_executor(kind, workers=workers, address=address)
     out = console()
-    with _sigterm_as_interrupt() as Terminated:
-        try:
-            prepare_profiles(study, workers, progress=True)
-            with Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                          console=out) as bar:
-                on_start, on_point = _progress_callbacks(bar)
-                table = run_sweep(study, output, executor=executor, on_start=on_start, on_point=on_point)
-        except KeyboardInterrupt as exc:
-            out.print(f"interrupted: finished points are kept in {output}; run the same command to resume")
-            sys.exit(143 if isinstance(exc, Terminated) else 130)
+    prepare_profiles(study, workers, progress=True)  # its own progress bar; cached per bucket
+    with points_progress(out, output) as (on_start, on_point):
+        table = run_sweep(study, output, executor=executor, on_start=on_start, on_point=on_point)
     out.print(sweep_table(table))
     out.print(f"wrote {Path(output) / 'table.csv'} ({len(table)} points)")
     if plot_dir:
