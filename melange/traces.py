@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -79,10 +79,19 @@ def _seconds(values: np.ndarray, path: Path) -> np.ndarray:
 
 def load_trace(name: str | Path, base: Path | None = None) -> Trace:
     """Read a trace CSV (UTF-8); lengths must be positive integers, arrivals non-decreasing
-    seconds or date-times."""
+    seconds or date-times. A file read before and unchanged since is not parsed again (sweeps
+    and validation loops simulate one trace many times); its arrays are read-only."""
+    path = resolve_trace_path(name, base)
+    stat = path.stat()
+    return _parse_trace(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=16)
+def _parse_trace(path_name: str, _mtime_ns: int, _size: int) -> Trace:
+    """The trace at `path_name`, checked (the file's mtime and size key the cache)."""
     import pandas as pd
 
-    path = resolve_trace_path(name, base)
+    path = Path(path_name)
     text = read_text(path)
     try:
         frame = pd.read_csv(io.StringIO(text))
@@ -102,4 +111,8 @@ def load_trace(name: str | Path, base: Path | None = None) -> Trace:
         if np.any(~np.isfinite(arrivals)) or np.any(np.diff(arrivals) < 0):
             raise MelangeError(f"trace {path.name}: arrival times must be finite and non-decreasing")
         arrivals = arrivals - arrivals[0]
-    return Trace(inputs.astype(np.int64), outputs.astype(np.int64), arrivals)
+    trace = Trace(inputs.astype(np.int64), outputs.astype(np.int64), arrivals)
+    for array in (trace.input_tokens, trace.output_tokens, trace.arrival_s):
+        if array is not None:
+            array.flags.writeable = False  # shared by every caller of the cache
+    return trace

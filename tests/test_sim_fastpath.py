@@ -80,13 +80,13 @@ def test_decode_run_closed_form_equals_step_sum(n, context, k, frac):
     run_ = DecodeRun(model, n, context, k)
     assert math.isclose(run_.total, sum(steps), rel_tol=1e-9)
     dt = frac * run_.total
-    j = run_.steps_by(dt)
+    j, seconds = run_.cut(dt)
     # j is the step in progress at dt: it ends at or after dt, the one before ended before dt.
-    assert 1 <= j <= k
+    assert 1 <= j <= k and seconds == run_.elapsed(j)
     assert run_.elapsed(j) >= dt - 1e-12
     assert j == 1 or run_.elapsed(j - 1) < dt + 1e-12
     generic = DecodeRun(SqrtContextModel(), n, context, k)
-    assert generic.steps_by(generic.total * frac) >= 1
+    assert generic.cut(generic.total * frac)[0] >= 1
 
 
 def test_same_seed_same_records_different_seed_different():
@@ -156,7 +156,7 @@ def test_roofline_closed_form_equals_step_by_step(gpu, model, n, context, k, fra
     for j in (1, k // 2, k):
         assert math.isclose(run_.elapsed(j), math.fsum(steps[:j]), rel_tol=1e-9)
     dt = frac * run_.total
-    j = run_.steps_by(dt)
+    j = run_.cut(dt)[0]
     assert 1 <= j <= k and run_.elapsed(j) >= dt - 1e-12
     assert j == 1 or run_.elapsed(j - 1) < dt + 1e-12
 
@@ -185,7 +185,7 @@ def test_envelope_of_three_lines_equals_step_by_step(n, context, k, frac):
     steps = [m.step_time(0, n, context + n * s) for s in range(k)]
     run_ = DecodeRun(m, n, context, k)
     assert math.isclose(run_.total, math.fsum(steps), rel_tol=1e-9)
-    j = run_.steps_by(frac * run_.total)
+    j = run_.cut(frac * run_.total)[0]
     assert run_.elapsed(j) >= frac * run_.total - 1e-12
     assert j == 1 or run_.elapsed(j - 1) < frac * run_.total + 1e-12
 

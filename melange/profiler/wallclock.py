@@ -20,7 +20,8 @@ import simpy
 from simpy.core import StopSimulation
 
 from melange.core import EngineConfig, MelangeError, StepTimeModel
-from melange.sim.instance import Instance, Outcomes, Seq
+from melange.sim.instance import Instance
+from melange.sim.requests import Outcomes, Seq
 
 GROW = 256  # request-id slots added at a time
 

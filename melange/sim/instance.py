@@ -27,13 +27,12 @@ step boundary, exactly as in `exact` mode, which takes every step as its own eve
 
 from __future__ import annotations
 
-import math
 from collections import deque
-from dataclasses import dataclass, field
 
 import simpy
 
 from melange.core import EngineConfig, StepTimeModel
+from melange.sim.requests import Outcomes, Seq
 from melange.sim.steps import DecodeRun
 
 WATERMARK = 0.01  # vLLM keeps 1 % of KV blocks free when admitting, so new prompts don't thrash
@@ -42,66 +41,6 @@ WATERMARK = 0.01  # vLLM keeps 1 % of KV blocks free when admitting, so new prom
 # max_model_len is too short, use 2048 as the default value for higher throughput"); its
 # scheduler (_schedule_prefills) stops admitting at the first prompt that would overflow it.
 MIN_PREFILL_BUDGET = 2048
-
-
-class Seq:
-    """Live state of one request inside an instance."""
-
-    __slots__ = (
-        "arrival",
-        "blocks",
-        "generated",
-        "kv",
-        "output",
-        "preemptions",
-        "prefill_left",
-        "prompt",
-        "rid",
-        "sched",
-        "ttft",
-    )
-
-    def __init__(self, rid: int, prompt: int, output: int, arrival: float) -> None:
-        self.rid = rid
-        self.prompt = prompt
-        self.output = output
-        self.arrival = arrival
-        self.generated = 0  # output tokens produced so far
-        self.kv = 0  # tokens held in the KV cache (set when a prefill completes)
-        self.blocks = 0  # KV blocks allocated
-        self.prefill_left = prompt  # tokens still to prefill in the current (re)computation
-        self.sched = -1.0  # time first admitted
-        self.ttft = -1.0  # time of the first output token
-        self.preemptions = 0
-
-
-@dataclass
-class Outcomes:
-    """Per-request results written in place by the instances (index = request id)."""
-
-    n: int
-    sched: list[float] = field(init=False)
-    ttft: list[float] = field(init=False)
-    e2e: list[float] = field(init=False)
-    instance: list[int] = field(init=False)
-    preemptions: list[int] = field(init=False)
-    error: list[str | None] = field(init=False)
-
-    def __post_init__(self) -> None:
-        nan = math.nan
-        self.sched, self.ttft, self.e2e = [nan] * self.n, [nan] * self.n, [nan] * self.n
-        self.instance, self.preemptions = [-1] * self.n, [0] * self.n
-        self.error = [None] * self.n
-
-    def grow(self, extra: int) -> None:
-        """Make room for `extra` more request ids (a server that runs unbounded: the emulator)."""
-        self.sched += [math.nan] * extra
-        self.ttft += [math.nan] * extra
-        self.e2e += [math.nan] * extra
-        self.instance += [-1] * extra
-        self.preemptions += [0] * extra
-        self.error += [None] * extra
-        self.n += extra
 
 
 class Instance:
@@ -139,12 +78,18 @@ class Instance:
         self.in_system = 0
         self.in_system_area = 0.0  # request-seconds, for Little's law
         self._last_t = 0.0
-        # fast-path control
-        self._wake: simpy.Event | None = None
-        self._ffwd = False  # in an interruptible decode run
-        self._interrupted = False
+        # The engine is a chain of SimPy timeouts with callbacks (no generator process: a step
+        # boundary costs one event and no resume). `_timer` is the pending decode run's end; an
+        # arrival that cuts the run short schedules a new end, and the old timer, no longer
+        # `_timer`, fires into nothing.
+        self._idle = True  # nothing to run: the next arrival starts the engine
+        self._timer: simpy.Event | None = None
+        self._step: tuple | None = None  # (chunks, decodes, dt) of the step in progress
+        self._run: DecodeRun | None = None  # the decode run in progress, cuttable while set
+        self._run_seqs: list[Seq] = []
+        self._t0 = 0.0  # when the run's first decode step starts
+        self._done, self._dt = 0, 0.0  # steps the run will have done when `_timer` fires, and their time
         self._reserved = 0  # blocks set aside for the next decode step
-        self.process = env.process(self._run())
 
     # --- arrivals ------------------------------------------------------------------------
 
@@ -162,60 +107,75 @@ class Instance:
         self.in_system += 1
         self.type_work[self.slot] += seq.prompt + seq.output
         self.waiting.append(seq)
-        if self._wake is not None:
-            self._wake.succeed()
-            self._wake = None
-        elif (self._ffwd and not self._interrupted and len(self.waiting) == 1
+        if self._idle:
+            # Start at a zero-delay event, so requests arriving at this same instant join too.
+            self._idle = False
+            self._later(0.0, self._next)
+        elif (self._run is not None and len(self.waiting) == 1
               and self._admissible(seq, self._new_prompt_budget())):
             # Blocks only shrink during a run, so `free` here is an upper bound: a request it
-            # rules out could not join at the next step either.
-            self._interrupted = True
-            self.process.interrupt()
+            # rules out could not join at the next step either. The step in progress (or the
+            # folded prefill step) finishes, then the run stops and the request joins.
+            run, t0 = self._run, self._t0
+            self._run = None
+            done, dt = run.cut(now - t0) if now > t0 else (0, 0.0)
+            if done < run.k:
+                self._done, self._dt = done, dt
+                self._timer = self._later(max(0.0, t0 + dt - now), self._run_end)
 
-    # --- the process ---------------------------------------------------------------------
+    # --- the engine ----------------------------------------------------------------------
 
-    def _run(self):
-        env, model, block = self.env, self.model, self.block
-        while True:
-            if not self.running and not self.waiting:
-                self._wake = env.event()
-                yield self._wake
-            chunks, decodes, preempted = self._schedule()
-            lead = 0.0  # a prefill step folded into the front of the decode run below
-            if chunks or preempted or self.exact:
-                # kv_tokens: KV held by decode-phase seqs, read only by a step that decodes
-                dt = model.step_time(sum(c for _, c in chunks), len(decodes),
-                                     self.kv_tokens if decodes else 0)
-                if preempted or self.exact or not self._quiet(chunks, decodes):
-                    yield env.timeout(dt)
-                    self._finish_step(chunks, decodes, dt, env.now)
-                    continue
-                # Nobody leaves or could join at the step's end: apply it now, stamped with its
-                # end time, and let the decode run follow in the same event.
-                self._finish_step(chunks, decodes, dt, env.now + dt)
-                lead, decodes = dt, self.running
-            else:
-                self.free += self._reserved  # _finish_run allocates the run's blocks itself
-            # Pure decode: fast-forward to the next completion or the last KV-safe step.
-            n = len(decodes)
-            k = min([s.output - s.generated for s in decodes])
-            safe = block * (self.free // n)  # each seq takes <= ceil(k/B) new blocks in k steps
-            if safe < k:
-                k = safe if safe > 0 else 1  # one step is safe: _make_room checked its blocks
-            run = DecodeRun(model, n, self.kv_tokens, k)
-            t0 = env.now + lead
-            self._ffwd = True
-            try:
-                yield env.timeout(lead + run.total)
-                done, dt = k, run.total
-            except simpy.Interrupt:
-                # Finish the step in progress (or the folded prefill step), then stop.
-                self._ffwd = False
-                done = run.steps_by(env.now - t0) if env.now > t0 else 0
-                dt = run.elapsed(done)
-                yield env.timeout(max(0.0, t0 + dt - env.now))
-            self._ffwd = self._interrupted = False
-            self._finish_run(decodes, done, dt)
+    def _later(self, delay: float, callback) -> simpy.Event:
+        """A timeout `delay` seconds from now that calls `callback`."""
+        event = self.env.timeout(delay)
+        event.callbacks.append(callback)
+        return event
+
+    def _next(self, _event: simpy.Event | None = None) -> None:
+        """At a step boundary, with the last step applied: start the next step or run, or idle."""
+        if not self.running and not self.waiting:
+            self._idle = True
+            return
+        env = self.env
+        chunks, decodes, preempted = self._schedule()
+        lead = 0.0  # a prefill step folded into the front of the decode run below
+        if chunks or preempted or self.exact:
+            # kv_tokens: KV held by decode-phase seqs, read only by a step that decodes
+            dt = self.model.step_time(sum(c for _, c in chunks), len(decodes),
+                                      self.kv_tokens if decodes else 0)
+            if preempted or self.exact or not self._quiet(chunks, decodes):
+                self._step = (chunks, decodes, dt)
+                self._later(dt, self._step_end)
+                return
+            # Nobody leaves or could join at the step's end: apply it now, stamped with its
+            # end time, and let the decode run follow in the same event.
+            self._finish_step(chunks, decodes, dt, env.now + dt)
+            lead, decodes = dt, self.running
+        else:
+            self.free += self._reserved  # _finish_run allocates the run's blocks itself
+        # Pure decode: fast-forward to the next completion or the last KV-safe step.
+        n = len(decodes)
+        k = min([s.output - s.generated for s in decodes])
+        safe = self.block * (self.free // n)  # each seq takes <= ceil(k/B) new blocks in k steps
+        if safe < k:
+            k = safe if safe > 0 else 1  # one step is safe: _make_room checked its blocks
+        run = DecodeRun(self.model, n, self.kv_tokens, k)
+        self._run, self._run_seqs, self._t0 = run, decodes, env.now + lead
+        self._done, self._dt = k, run.total
+        self._timer = timer = env.timeout(lead + run.total)  # _later, inlined: once per run
+        timer.callbacks.append(self._run_end)
+
+    def _step_end(self, _event: simpy.Event) -> None:
+        chunks, decodes, dt = self._step
+        self._finish_step(chunks, decodes, dt, self.env.now)
+        self._next()
+
+    def _run_end(self, event: simpy.Event) -> None:
+        if event is not self._timer:
+            return  # the run was cut short: a later timer ends it
+        self._run = None
+        self._finish_run(self._run_seqs, self._done, self._dt)
+        self._next()
 
     def _quiet(self, chunks: list[tuple[Seq, int]], decodes: list[Seq]) -> bool:
         """Whether, after this step, the next ones are pure decode with no completion at the

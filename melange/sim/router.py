@@ -56,7 +56,7 @@ class LeastWork:
 
     def pick(self, work: list[int]) -> int:
         """Index of the least-loaded instance."""
-        return min(range(len(work)), key=work.__getitem__)
+        return work.index(min(work))
 
 
 class RoundRobin:

@@ -18,7 +18,8 @@ import simpy
 from melange.core import EngineConfig, MelangeError, Plan, Slo, StepTimeModel, Workload
 from melange.metrics import RECORD_COLUMNS, to_frame
 from melange.sim.arrivals import Arrivals
-from melange.sim.instance import Instance, Outcomes, Seq
+from melange.sim.instance import Instance
+from melange.sim.requests import Outcomes, Seq
 from melange.sim.result import SimResult, summarise
 from melange.sim.router import ROUTERS, choose_types, type_table
 
@@ -54,22 +55,27 @@ class Simulation:
             self.work.append(work)
             self.pickers.append(ROUTERS[router](rng.spawn(1)[0]))
         self.arrived = 0
-        self.env.process(self._source())
+        a = arrivals  # plain lists: indexing them is what the source does per request
+        self._times, self._prompts = a.time_s.tolist(), a.input_tokens.tolist()
+        self._outputs, self._types = a.output_tokens.tolist(), self.types.tolist()
+        self._arrive()
 
-    def _source(self):
-        """Inject each request at its absolute arrival time and route it."""
-        env, a = self.env, self.arrivals
-        times, prompts, outputs = a.time_s.tolist(), a.input_tokens.tolist(), a.output_tokens.tolist()
-        types = self.types.tolist()
-        for rid, t in enumerate(times):
-            if t > env.now:
-                yield env.timeout(t - env.now)
-            g = types[rid]
+    def _arrive(self, _event: simpy.Event | None = None) -> None:
+        """Route every request due by now to an instance, then wait for the next one (a chain of
+        timeouts with this callback, one event per distinct arrival time)."""
+        env, times, rid = self.env, self._times, self.arrived
+        # The timeout was for request `rid`: it is due even if now + (t - now) rounded below t.
+        due = env.now if _event is None else max(env.now, times[rid])
+        while rid < len(times) and times[rid] <= due:
+            g = self._types[rid]
             k = self.pickers[g].pick(self.work[g])
-            self.by_type[g][k].submit(Seq(rid, prompts[rid], outputs[rid], t))
-            self.arrived = rid + 1
-            if self.progress is not None and rid % PROGRESS_EVERY == 0:
+            self.by_type[g][k].submit(Seq(rid, self._prompts[rid], self._outputs[rid], times[rid]))
+            rid += 1
+            self.arrived = rid
+            if self.progress is not None and rid % PROGRESS_EVERY == 1:
                 self.progress(env.now)
+        if rid < len(times):
+            env.timeout(times[rid] - env.now).callbacks.append(self._arrive)
 
     def run(self, until: float | None = None) -> float:
         """Simulate until all arrived requests are done (or until `until` s); returns wall s."""

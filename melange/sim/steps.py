@@ -14,7 +14,6 @@ form is pinned against the step-by-step sum in tests/test_sim_fastpath.py.
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
 from itertools import accumulate
 
 from melange.core import StepTimeModel
@@ -50,21 +49,21 @@ def _envelope(lines, k: int) -> list[tuple[int, float, float]]:
 class DecodeRun:
     """k decode steps of n sequences starting from `context` KV tokens."""
 
-    __slots__ = ("_cum", "_pieces", "_starts", "_before", "k", "total")
+    __slots__ = ("_before", "_cum", "_pieces", "k", "total")
 
     def __init__(self, model: StepTimeModel, n: int, context: int, k: int) -> None:
         self.k = k
         lines = getattr(model, "decode_lines", None)
         if lines is not None:
             self._cum = None
-            self._pieces = _envelope(lines(n, context), k)
-            self._starts = [p[0] for p in self._pieces]
-            self._before = [0.0]  # seconds before each piece starts
-            for (s0, a, b), s1 in zip(self._pieces, self._starts[1:] + [k]):
-                self._before.append(self._before[-1] + self._sum(s0, s1, a, b))
-            self.total = self._before[-1]
+            pieces = self._pieces = _envelope(lines(n, context), k)
+            before = self._before = [0.0]  # seconds before each piece starts, then the total
+            for p, (s0, a, b) in enumerate(pieces):
+                s1 = pieces[p + 1][0] if p + 1 < len(pieces) else k
+                before.append(before[-1] + self._sum(s0, s1, a, b))
+            self.total = before[-1]
         else:
-            self._pieces = None
+            self._pieces = self._before = None
             self._cum = list(accumulate(model.step_time(0, n, context + n * s) for s in range(k)))
             self.total = self._cum[-1] if k else 0.0
 
@@ -80,12 +79,16 @@ class DecodeRun:
             return self._cum[steps - 1] if steps else 0.0
         if steps <= 0:
             return 0.0
-        p = bisect_right(self._starts, steps - 1) - 1
-        s0, a, b = self._pieces[p]
+        pieces = self._pieces
+        p = len(pieces) - 1  # the piece holding step steps-1 (a run has at most a few pieces)
+        while pieces[p][0] > steps - 1:
+            p -= 1
+        s0, a, b = pieces[p]
         return self._before[p] + self._sum(s0, steps, a, b)
 
-    def steps_by(self, dt: float) -> int:
-        """Steps done once the step in progress `dt` seconds into the run has finished (>= 1)."""
+    def cut(self, dt: float) -> tuple[int, float]:
+        """(steps, seconds) done once the step in progress `dt` seconds into the run has
+        finished: where an arrival at `dt` cuts the run (steps >= 1)."""
         if self._cum is not None:
             lo, hi = 0, self.k - 1  # first index with cum >= dt
             while lo < hi:
@@ -94,21 +97,28 @@ class DecodeRun:
                     hi = mid
                 else:
                     lo = mid + 1
-            return lo + 1
+            return lo + 1, self._cum[lo]
         # The piece in progress at dt, then m more steps on its line: the root of
         # b/2·m² + (a + b·s0 - b/2)·m = dt - before; then fix float rounding.
-        p = max(0, bisect_right(self._before, dt) - 1)
-        p = min(p, len(self._pieces) - 1)
-        s0, a, b = self._pieces[p]
-        r = dt - self._before[p]
+        pieces, before, k = self._pieces, self._before, self.k
+        p = len(pieces) - 1
+        while p > 0 and before[p] > dt:
+            p -= 1
+        s0, a, b = pieces[p]
+        r = dt - before[p]
         c = a + b * s0 - b / 2
         if b > 0:
             m = math.ceil((-c + math.sqrt(max(c * c + 2 * b * r, 0.0))) / b)
         else:
             m = math.ceil(r / c) if c > 0 else 1
-        j = min(max(s0 + m, 1), self.k)
-        while j < self.k and self.elapsed(j) < dt:
+        j = min(max(s0 + m, 1), k)
+        seconds = self.elapsed(j)
+        while j < k and seconds < dt:
             j += 1
-        while j > 1 and self.elapsed(j - 1) >= dt:
-            j -= 1
-        return j
+            seconds = self.elapsed(j)
+        while j > 1:
+            earlier = self.elapsed(j - 1)
+            if earlier < dt:
+                break
+            j, seconds = j - 1, earlier
+        return j, seconds
