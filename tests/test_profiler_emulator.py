@@ -98,7 +98,7 @@ async def _bench_serve_style(url: str, n: int) -> list[dict]:
                     out["success"] = True
                     continue
                 data = json.loads(chunk)
-                if choices := data.get("choices"):
+                if data.get("choices"):
                     now = time.perf_counter()
                     if out["ttft"] == 0.0:
                         out["ttft"] = now - st

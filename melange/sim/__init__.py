@@ -1,4 +1,4 @@
-"""Discrete-event simulation of a plan: SimPy processes for the request source and each GPU
+"""Discrete-event simulation of a plan: SimPy events for the request source and each GPU
 instance (vLLM-style continuous batching), with a fast path that sums runs of decode steps.
 
     result = simulate(plan, workload, step_models, engines, slo, requests=10_000, seed=1)

@@ -1,6 +1,6 @@
 """Arrival times and request lengths, all drawn up front with numpy from a passed-in Generator.
 
-Drawing everything before the simulation starts keeps the SimPy processes free of randomness
+Drawing everything before the simulation starts keeps the SimPy event callbacks free of randomness
 (same seed -> same requests, whatever the router or fast path does) and per-request work O(1).
 """
 

@@ -1,4 +1,4 @@
-"""One GPU instance: vLLM-style continuous batching as a SimPy generator process.
+"""One GPU instance: vLLM-style continuous batching, driven by SimPy events.
 
 Scenario: requests join a FCFS waiting queue. At each step boundary the scheduler admits waiting
 requests into the running batch (at most `max_num_seqs`, only if their prompt's KV blocks fit,
@@ -17,12 +17,14 @@ far, prefilled again; that prefill yields its next token). The step that complet
 the first token (TTFT); every later step yields one more; the step yielding the last one ends it.
 A request longer (input + output) than the KV cache or `max_model_len` fails as "too_long".
 Who may be admitted is decided in one place, `_admissible`, which the scheduler, the fast path's
-"nothing changes at the next step" test (`_quiet`) and the interrupt on arrival all use.
+"nothing changes at the next step" test (`_quiet`) and the cut on arrival all use.
 
 Fast path: between arrivals and completions a pure-decode batch changes only by growing its
 contexts, so a run of k decode steps is one SimPy timeout (see `steps.DecodeRun`). A request
-routed here mid-run interrupts it; the step in progress finishes, then the request joins at that
-step boundary, exactly as in `exact` mode, which takes every step as its own event.
+routed here mid-run cuts it: the step in progress finishes, then the request joins at that step
+boundary, exactly as in `exact` mode, which takes every step as its own event. Each step or run
+is a timeout whose callback applies it and starts the next (`_next`), so an event costs no
+generator resume and a cut no `Interrupt`.
 """
 
 from __future__ import annotations

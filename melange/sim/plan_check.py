@@ -9,7 +9,7 @@ import numpy as np
 from melange.core import MelangeError, Plan, Workload
 
 SHARE_TOLERANCE = 1e-6
-MAX_INSTANCES = 10_000  # instances one simulation builds (each is a SimPy process with its state)
+MAX_INSTANCES = 10_000  # instances one simulation builds (each holds its own state and events)
 MAX_REQUESTS = 5_000_000  # requests one simulation draws up front (~1 kB each, records included)
 
 

@@ -1,4 +1,4 @@
-"""The fleet: a source process that routes pre-drawn requests to GPU instance processes.
+"""The fleet: a chain of SimPy timeouts that routes pre-drawn requests to GPU instances.
 
 Scenario: `arrivals` (times and lengths drawn up front) enter at their absolute times; each goes
 to the GPU type drawn from the plan's shares for its bucket, then to an instance of that type
