@@ -27,7 +27,8 @@ def test_profile_url_against_another_openai_compatible_server(tmp_path):
         res = CliRunner().invoke(cli, [
             "profile", "--url", url, "--api", "chat", "--model", "llama-2-7b", "--served-model-name", "other-model",
             "--gpu", "A10G", "--slo-tpot", "120ms", "--attainment", "0.9", "--grid", _grid(tmp_path),
-            "--time-scale", "10", "--rel-tol", "0.5", "--quiet", "-o", str(out)])
+            "--time-scale", "10", "--rel-tol", "0.5", "--min-window", "5s", "--confirm-requests", "300", "--quiet",
+            "-o", str(out)])
     assert res.exit_code == 0, res.output
     doc = yaml.safe_load(out.read_text())
     rate = doc["max_rate"][0][0]
@@ -38,6 +39,9 @@ def test_profile_url_against_another_openai_compatible_server(tmp_path):
     records = [x for x in log if x["type"] == "record"]
     assert records and all(x["error"] is None for x in records)
     assert all(len(x["itl_s"]) == x["output_tokens"] - 1 for x in records)
+    confirms = [x for x in log if x["type"] == "point" and x["rate"].endswith("confirm")]
+    assert confirms and confirms[-1]["passed"] and float(confirms[-1]["rate"].split()[0]) == rate
+    assert confirms[-1]["requests"] >= 300  # on fresh traffic, at least --confirm-requests
 
 
 def _vllm_result(rate: float, n: int, ttft: float, gap: float, out: int = 12, inp: int = 40) -> dict:

@@ -29,6 +29,7 @@ from melange.profiler.client import Target
 from melange.profiler.launcher import ServerProcess
 from melange.profiler.run import measure_point
 from melange.profiler.search import SearchSettings
+from melange.rate_search import Trial
 
 GPU, MODEL = "L4", "llama-2-7b"
 GRID = BucketGrid((32, 64, 256), (8, 16, 32))
@@ -57,14 +58,12 @@ def sim_rates(grid: BucketGrid = GRID) -> np.ndarray:
 
 def test_emulator_knee_sits_where_the_sim_profile_puts_it():
     # Bucket (1, 1): a point well under the sim-profile's max rate passes, one well over fails.
-    # Half the rate: the rule's throughput check on ~220 requests is noisy near the knee (the
-    # number in system at the window's ends, ~rate x latency, is a few % of them).
     rate = float(sim_rates(BucketGrid(GRID.in_edges[1:], GRID.out_edges[1:]))[0, 0])  # bucket (1, 1) alone
     settings = SearchSettings()
     with emulator(2 * SPEEDUP) as url:
         target = Target(url, MODEL, time_scale=2 * SPEEDUP, timeout_s=30, gpu=GPU)
-        under, _ = asyncio.run(measure_point(target, GRID, SLO, settings, 1, 1, 0.5 * rate))
-        over, _ = asyncio.run(measure_point(target, GRID, SLO, settings, 1, 1, 2.0 * rate))
+        under, _ = asyncio.run(measure_point(target, GRID, SLO, settings, 1, 1, Trial(0.5 * rate)))
+        over, _ = asyncio.run(measure_point(target, GRID, SLO, settings, 1, 1, Trial(2.0 * rate)))
     print("under", under, "over", over)
     assert under["passed"], under
     assert not over["passed"], over

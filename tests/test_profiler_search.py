@@ -1,4 +1,4 @@
-"""The measured rate search, point sizing and judging, and resuming a killed run."""
+"""The shared rate search, the measured points' sizing and judging, and resuming a killed run."""
 
 from __future__ import annotations
 
@@ -15,31 +15,60 @@ from melange.core import BucketGrid, MelangeError, Slo
 from melange.metrics import RequestRecord
 from melange.profiler.client import Target
 from melange.profiler.run import NoProgress, profile_server
+from melange.profiler.search import SearchSettings, judge_point, point_plan
 from melange.profiler.store import rate_key
-from melange.profiler.search import SearchSettings, judge_point, point_size, search_rate
+from melange.rate_search import SearchParams, Trial, run_search, run_search_async, search
 from tests.profiler_servers import ServerThread, other_server_app
 
 
 @settings(max_examples=60, deadline=None)
-@given(threshold=st.floats(0.05, 500), guess=st.floats(0.01, 100))
-def test_search_brackets_then_bisects_and_never_goes_above_a_failure(threshold, guess):
+@given(threshold=st.floats(0.05, 500), guess=st.floats(0.01, 100), lucky=st.floats(0.0, 0.3))
+def test_search_brackets_bisects_confirms_and_never_goes_above_a_failure(threshold, guess, lucky):
+    # Search trials pass up to `threshold x (1 + lucky)` (a lucky streak near the edge); the
+    # confirming trial only up to `threshold`, and only with the guard band's attainment.
     tried = []
+    p = SearchParams(rel_tol=0.05, max_rate=1e6)
 
-    async def measure(rate):
-        tried.append(rate)
-        return {"passed": rate <= threshold}
+    def measure(t: Trial):
+        tried.append(t)
+        if t.confirm:
+            return t.rate <= threshold, 0.9999 if t.rate <= threshold else 0.98
+        return t.rate <= threshold * (1 + lucky), 0.999
 
-    s = SearchSettings(rel_tol=0.05, max_rate=1e6)
-    found = asyncio.run(search_rate(measure, guess, s))
-    lowest_floor = 4 * guess / 4 ** 6  # the 7th and last rate tried going down
-    if threshold < lowest_floor:
-        assert found == 0.0
+    found = run_search(search(guess, p, 0.99), measure)
+    if threshold * (1 + lucky) < guess / 4 ** 5:  # the 6th and last rate tried going down
+        assert found == 0.0 and not any(t.confirm for t in tried)
         return
-    assert found <= threshold and found >= threshold / (1 + s.rel_tol) - 1e-9
-    failures = [r for r in tried if r > threshold]
-    for k, r in enumerate(tried):  # early stop: after a failure going up, only lower rates
+    assert 0 < found <= threshold  # never above what holds on fresh traffic
+    confirms = [t for t in tried if t.confirm]
+    assert confirms and confirms[-1].rate == found
+    assert all(b.rate == pytest.approx(a.rate * (1 - p.step_down)) for a, b in zip(confirms, confirms[1:]))
+    search_trials = [t.rate for t in tried if not t.confirm]
+    failures = [r for r in search_trials if r > threshold * (1 + lucky)]
+    for k, r in enumerate(search_trials):  # after a failure, no rate at or above it
         if r in failures:
-            assert all(later < r for later in tried[k + 1:])
+            assert all(later < r for later in search_trials[k + 1:])
+    assert len(set(search_trials)) == len(search_trials)  # no rate measured twice
+
+
+def test_the_async_driver_runs_the_same_search():
+    def ok(t):
+        return t.rate <= 7.0, 1.0
+
+    async def aok(t):
+        return ok(t)
+
+    p = SearchParams(rel_tol=0.01)
+    assert asyncio.run(run_search_async(search(1.0, p, 0.9), aok)) == run_search(search(1.0, p, 0.9), ok)
+
+
+def test_trial_span_confirms_longer_and_with_enough_arrivals():
+    p = SearchParams()
+    warmup, window = p.span(2.0, 10.0, 200)
+    assert warmup == 4.0 and window == 60.0  # >= min_window_s, >= 5 x latency, >= 1.2 x 200 / rate
+    _, longer = p.trial_span(Trial(10.0, confirm=True), 2.0, 200)
+    assert longer == 1000.0  # 10,000 arrivals at 10 req/s beats 4 x 60 s
+    assert p.span(2.0, 1.0, 200)[1] == 240.0  # a slow rate: the rule's counted requests set the window
 
 
 def _records(n: int, rate: float, e2e: float, errors: int = 0) -> list[RequestRecord]:
@@ -51,28 +80,36 @@ def _records(n: int, rate: float, e2e: float, errors: int = 0) -> list[RequestRe
 def test_judge_point_uses_the_acceptance_rule_and_counts_errors():
     slo = Slo(100, attainment=0.9)
     s = SearchSettings()
-    assert judge_point(_records(300, 10.0, 0.5), slo, s)["passed"]
-    slow = judge_point(_records(300, 10.0, 1.5), slo, s)  # 150 ms per token > 100
+    assert judge_point(_records(300, 10.0, 0.5), slo, s, 2.0)["passed"]
+    slow = judge_point(_records(300, 10.0, 1.5), slo, s, 2.0)  # 150 ms per token > 100
     assert not slow["passed"] and slow["reason"].startswith("SLO")
-    few = judge_point(_records(100, 10.0, 0.5), slo, s)
+    few = judge_point(_records(300, 10.0, 0.5), slo, s, 20.0)  # the warm-up leaves 100 counted
     assert not few["passed"] and few["reason"].startswith("too few")
-    errs = judge_point(_records(300, 10.0, 0.5, errors=20), slo, s)  # 6.7 % failed, SLO still met
+    errs = judge_point(_records(300, 10.0, 0.5, errors=20), slo, s, 2.0)  # 6.7 % failed, SLO still met
     assert not errs["passed"] and errs["reason"].startswith("errors") and errs["error_kinds"] == {"http 500": 20}
 
 
-def test_point_size_is_enough_for_the_rule():
+@pytest.mark.parametrize("confirm", [False, True])
+def test_point_plan_counts_enough_after_the_warmup(confirm):
     grid = BucketGrid((1, 100), (1, 50))
     s = SearchSettings()
     for att in (0.9, 0.99):
-        need = s.rule.min_counted(att)
-        assert point_size(s, Slo(100, attainment=att), grid, 0, 0.1) * (1 - s.warmup) >= need
+        for rate in (0.1, 3.0, 400.0):
+            slo = Slo(100, attainment=att)
+            n, warmup_s = point_plan(s, slo, grid, 0, Trial(rate, confirm))
+            assert warmup_s == 2 * 49 * 0.1  # twice the slowest request's SLO-bound latency
+            assert n - warmup_s * rate >= s.rule.min_counted(att)
+            if confirm and rate < 5:
+                assert n >= s.params.confirm_requests
 
 
 # --- resume ----------------------------------------------------------------------------------
 
 GRID = BucketGrid((8, 16), (4, 8))
 SLO = Slo(120, attainment=0.8)
-FAST_RULE = SearchSettings(rel_tol=0.3, rule=AcceptanceRule(min_requests=60, throughput_ratio=0.8, growth_factor=2.0))
+FAST_RULE = SearchSettings(SearchParams(rel_tol=0.3, min_window_s=0.0, horizon=2.0, warmup=1.0, confirm=1.0,
+                                        confirm_requests=100),
+                           rule=AcceptanceRule(min_requests=60, throughput_ratio=0.8, growth_factor=2.0))
 
 
 class Killer(NoProgress):
@@ -83,8 +120,8 @@ class Killer(NoProgress):
         self.started, self.reused, self.kill_at, self.after, self.seen = [], [], kill_at, after, 0
         self.main = None
 
-    def point_started(self, bucket, rate, n):
-        self.started.append(rate)
+    def point_started(self, bucket, trial, n):
+        self.started.append(rate_key(trial.rate, trial.confirm))
 
     def record(self, failed):
         if self.kill_at is not None and len(self.started) == self.kill_at:
@@ -92,9 +129,9 @@ class Killer(NoProgress):
             if self.seen == self.after:
                 self.main.cancel()
 
-    def point_done(self, bucket, rate, verdict, reused):
+    def point_done(self, bucket, trial, verdict, reused):
         if reused:
-            self.reused.append(rate)
+            self.reused.append(rate_key(trial.rate, trial.confirm))
 
 
 def test_killed_run_resumes_and_reuses_finished_points(tmp_path):
@@ -117,9 +154,9 @@ def test_killed_run_resumes_and_reuses_finished_points(tmp_path):
         second = Killer()
         result = asyncio.run(profile_server(target, GRID, SLO, FAST_RULE, log, progress=second))
     # The two finished points are recalled, not measured again; the killed one is re-measured.
-    assert [rate_key(r) for r in second.reused[:2]] == [x["rate"] for x in done]
-    assert second.started[0] == pytest.approx(first.started[2])
-    assert not {rate_key(r) for r in second.started} & {x["rate"] for x in done}
+    assert second.reused[:2] == [x["rate"] for x in done]
+    assert second.started[0] == first.started[2]
+    assert not set(second.started) & {x["rate"] for x in done}
     print("rates measured", first.started, second.started)
     assert result.profile.max_rate[0, 0] > 0
     unreadable = 0
@@ -130,7 +167,7 @@ def test_killed_run_resumes_and_reuses_finished_points(tmp_path):
             unreadable += 1
     assert unreadable == 1  # only the torn line: the resumed run's first line was not glued to it
     assert len(result.records[(0, 0, done[0]["rate"])]) == done[0]["requests"]
-    killed = rate_key(first.started[2])  # its killed attempt's 10 records are not mixed in
+    killed = first.started[2]  # its killed attempt's 10 records are not mixed in
     redone = [x for x in result.points if x["rate"] == killed][0]
     assert len(result.records[(0, 0, killed)]) == redone["requests"]
 
@@ -161,7 +198,8 @@ def test_sigkilled_cli_run_resumes(tmp_path):
     with ServerThread(lambda: other_server_app(slots=8, token_s=0.002)) as url:
         argv = [exe, "profile", "--url", url, "--api", "chat", "--model", "llama-2-7b", "--served-model-name",
                 "other-model", "--gpu", "A10G", "--slo-tpot", "120ms", "--attainment", "0.9", "--grid", str(grid),
-                "--time-scale", "10", "--rel-tol", "0.1", "--quiet", "--store", str(log), "-o", str(out)]
+                "--time-scale", "10", "--rel-tol", "0.1", "--min-window", "5s", "--confirm-requests", "300",
+                "--quiet", "--store", str(log), "-o", str(out)]
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and (not log.exists() or '"point"' not in log.read_text()):

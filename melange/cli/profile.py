@@ -59,7 +59,12 @@ def measured_options(f):
         click.option("--arrival", type=click.Choice(["poisson", "gamma"]), default="poisson", show_default=True,
                      help="Send-time process of each load test."),
         click.option("--cv", type=float, default=1.0, show_default=True, help="Gamma arrivals: coefficient of variation."),
-        click.option("--max-requests", type=int, default=3000, show_default=True, help="Requests per point at most."),
+        click.option("--max-requests", type=int, default=3000, show_default=True,
+                     help="Requests per search point at most."),
+        click.option("--min-window", "min_window_text", default="60s", show_default=True,
+                     help="Counted part of a search point at least this long (GPU time)."),
+        click.option("--confirm-requests", type=int, default=2000, show_default=True,
+                     help="Requests at least in the point confirming a bucket's rate on fresh traffic."),
         click.option("--api-key", envvar="OPENAI_API_KEY", default=None, help="Bearer token (or $OPENAI_API_KEY)."),
     ]
     for option in reversed(options):
@@ -119,9 +124,10 @@ def profile(simulate: bool, gpu: str, model: str, slo_tpot: str, slo_definition:
     from melange.core import EngineConfig, Slo
     from melange.files import atomic_write_text, check_writable
     from melange.perf.catalog import load_catalog
-    from melange.perf.profile_sim import RULE_TEXT, SearchParams, build_profile, profile_document
+    from melange.perf.profile_sim import RULE_TEXT, build_profile, profile_document
     from melange.perf.profile_sim import cache_dir as default_cache
     from melange.perf.roofline import RooflineParams
+    from melange.rate_search import SearchParams
 
     if slo_definition is None:  # decode TPOT needs a TTFT limit to count queueing (core.Slo)
         slo_definition = "decode" if slo_ttft is not None else "mean"

@@ -63,18 +63,25 @@ def measured_profile(*, gpu: str, model: str, slo: Slo, grid: BucketGrid, catalo
                      from_results: str | None, served_model_name: str | None, api: str, prompt_mode: str,
                      time_scale: float, timeout_text: str, store: str | None, cost: float | None,
                      bucket_text: str | None, rel_tol: float, arrival: str, cv: float, max_requests: int,
-                     api_key: str | None) -> None:
+                     min_window_text: str, confirm_requests: int, api_key: str | None) -> None:
     """Measure (or import) a profile and write it, with the fitted step model, to `output`."""
     from melange.profiler.client import Target
     from melange.profiler.run import fit_points, profile_yaml_doc, run_profile
-    from melange.profiler.search import SearchSettings
+    from melange.profiler.search import MEASURED, SearchSettings
 
-    if not time_scale > 0 or not rel_tol > 0 or not cv > 0 or max_requests < 1 or (cost is not None and cost < 0):
-        raise MelangeError("--time-scale/--rel-tol/--cv/--max-requests/--cost: must be positive")
+    for name, value in (("--time-scale", time_scale), ("--rel-tol", rel_tol), ("--cv", cv),
+                        ("--max-requests", max_requests), ("--confirm-requests", confirm_requests)):
+        if not value > 0:
+            raise MelangeError(f"{name}: must be > 0, got {value}")
+    if cost is not None and cost < 0:
+        raise MelangeError(f"--cost: must be >= 0, got {cost}")
     if api == "chat" and prompt_mode == "ids":
         prompt_mode = "text"  # the chat API takes no token ids
     buckets = parse_buckets(bucket_text, grid)
-    settings = SearchSettings(rel_tol=rel_tol, max_requests=max_requests, seed=seed, process=arrival, cv=cv)
+    params = dataclasses.replace(MEASURED, rel_tol=rel_tol, max_requests=max_requests, seed=seed,
+                                 min_window_s=parse_duration(min_window_text, "--min-window", allow_zero=True),
+                                 confirm_requests=confirm_requests)
+    settings = SearchSettings(params, process=arrival, cv=cv)
     check_writable(output)
     store_path = Path(store) if store else Path(output).with_suffix(".jsonl")
     start = time.perf_counter()

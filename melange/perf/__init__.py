@@ -10,8 +10,9 @@ from __future__ import annotations
 from melange.core import EngineConfig
 from melange.perf.catalog import Catalog, GpuHardware, Instance, ModelSpec, load_catalog
 from melange.perf.fit import FitResult, fit_records, fit_steps, nnls, samples_from_records
-from melange.perf.profile_sim import SearchParams, build_profile, profile_document
+from melange.perf.profile_sim import build_profile, profile_document
 from melange.perf.roofline import RooflineModel, RooflineParams, kv_capacity_tokens, roofline_model
+from melange.rate_search import SearchParams
 
 __all__ = ["Catalog", "FitResult", "GpuHardware", "Instance", "ModelSpec", "RooflineModel",
            "RooflineParams", "SearchParams", "build_profile", "fit_records", "fit_steps",

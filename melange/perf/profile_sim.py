@@ -6,21 +6,10 @@ the one rule every load test in Mélange is judged by: the system is stable (dep
 with arrivals, the queue late in the run no longer than mid-run), enough requests are counted to
 tell the target (`rule.min_counted`), and the SLO attainment after warm-up meets the target.
 
-A trial at rate r is long enough to tell: a warm-up of `warmup` x the slowest request's SLO-bound
-latency (the empty-system start, left out), then a window of at least `horizon` x that latency,
-at least `min_window_s` (short requests at a high rate: a slowly growing queue needs time to show)
-and at least 1.2 x min_counted expected arrivals; after the last arrival the run continues for
-one more SLO-bound latency, so a request still in flight then has surely missed (it counts as
-missed, as `judge` does with NaN finish times).
-
-Search: bracket by doubling from a rate near one request in flight (or down by 4x when even that
-fails), bisect to `rel_tol`, then confirm the answer on a trial `confirm` x longer (and of at
-least `confirm_requests` arrivals, so bursty misses average out) with a fresh
-seed (seed + 1) that also meets a guard band (at most `confirm_misses` of the allowed misses:
-0.995 for a 0.99 target), stepping down by `step_down` until one passes: near the edge attainment
-varies from seed to seed more than binomial noise says (misses come in bursts), and a rate that
-passed one trial by luck must not be published. A bucket whose largest request cannot
-fit (KV capacity or the engine's max model length) gets 0, as does one that fails even nearly idle.
+Trials and the search (bracket, bisect, then a longer confirmation on a fresh seed with a guard
+band, stepping down until it passes) are `melange.rate_search`'s, shared with the measured
+profiler. A bucket whose largest request cannot fit (KV capacity or the engine's max model length)
+gets 0, as does one that fails even nearly idle.
 
 Buckets run in parallel processes and each result is cached on disk as JSON, keyed by a hash of
 every input (hardware, model, step model, engine, SLO, bucket edges, search settings) and of the
@@ -52,31 +41,14 @@ from melange.keys import code_digest, digest
 from melange.metrics import to_frame
 from melange.perf.catalog import Catalog, Instance, ModelSpec, load_catalog
 from melange.perf.roofline import RooflineParams, roofline_model
+from melange.rate_search import SearchParams, Trial, run_search, search, slo_bound_s
 
-CODE_FILES = ("core.py", "metrics.py", "acceptance.py", "sim/*.py", "perf/catalog.py",
+CODE_FILES = ("core.py", "metrics.py", "acceptance.py", "rate_search.py", "sim/*.py", "perf/catalog.py",
               "perf/roofline.py", "perf/profile_sim.py")
 RULE_TEXT = ("melange.acceptance.judge on one instance fed only the bucket (Poisson, lengths uniform "
              "in the bucket): stable, >= min_counted requests after warm-up, attainment >= target; "
              "confirmed on a 4x longer trial of >= 10,000 arrivals with a fresh seed at half the allowed "
              "misses, else 5 % lower")
-COUNT_MARGIN = 1.2  # expected arrivals in the window per request the rule needs (Poisson noise)
-
-
-@dataclass(frozen=True)
-class SearchParams:
-    """How hard the rate search works per bucket (see the module docstring)."""
-
-    rel_tol: float = 0.025  # stop bisecting when (hi - lo) / lo is below this
-    horizon: float = 5.0  # window >= this x the slowest request's SLO-bound latency
-    min_window_s: float = 60.0  # and >= this: a queue growing by ~1 req/s takes a minute to show
-    warmup: float = 2.0  # warm-up = this x that latency
-    max_requests: int = 30_000  # per trial: a cap on runaway trials at very high rates
-    confirm: float = 4.0  # the confirming trial is this x longer, on seed + 1
-    confirm_requests: int = 10_000  # and has at least this many arrivals (misses come in bursts)
-    step_down: float = 0.05  # a rate that fails confirmation is lowered by this share
-    confirm_misses: float = 0.5  # the confirming trial may miss only this share of the allowed misses
-    max_rate: float = 2000.0  # req/s: give up doubling here
-    seed: int = 0
 
 
 def cache_dir(path: str | Path | None = None) -> Path:
@@ -108,21 +80,9 @@ class BucketJob:
     search: SearchParams
 
 
-def slo_bound_s(job: BucketJob) -> float | None:
-    """Longest latency the bucket's largest request may have and still meet the SLO (None when
-    the SLO does not bound it: `decode` without a TTFT limit)."""
-    out_hi = job.grid.out_edges[job.j + 1] - 1
-    tpot = job.slo.tpot_ms / 1000.0
-    if job.slo.definition == "mean":
-        return out_hi * tpot
-    if job.slo.ttft_ms is None:
-        return None
-    return job.slo.ttft_ms / 1000.0 + max(out_hi - 1, 0) * tpot
-
-
 def _time_scale(job: BucketJob) -> float:
     """The slowest request's SLO-bound latency, or its latency alone when the SLO sets none."""
-    bound = slo_bound_s(job)
+    bound = slo_bound_s(job.slo, job.grid.out_edges[job.j + 1] - 1)
     if bound is not None:
         return bound
     g, m = job.grid, job.step_model
@@ -141,15 +101,12 @@ def trial(job: BucketJob, rate: float, *, seed: int | None = None, scale: float 
     )
 
     latency = _time_scale(job)
-    warmup_s = job.search.warmup * latency
-    need = rule.min_counted(job.slo.attainment) * COUNT_MARGIN
+    need = rule.min_counted(job.slo.attainment)
     if requests is not None:
-        warmup_s = min(warmup_s, 0.2 * requests / rate)  # never more than a fifth of the run
+        warmup_s = min(job.search.warmup * latency, 0.2 * requests / rate)  # at most a fifth of the run
         window_s = requests / rate - warmup_s
     else:
-        window_s = scale * max(job.search.horizon * latency, need / rate, job.search.min_window_s)
-        window_s = min(window_s, max(job.search.max_requests / rate - warmup_s, need / rate))
-        window_s = max(window_s, min_requests / rate)
+        warmup_s, window_s = job.search.span(latency, rate, need, scale=scale, min_requests=min_requests)
     end_s = warmup_s + window_s
     onehot = np.zeros(job.grid.shape)
     onehot[job.i, job.j] = 1.0
@@ -158,7 +115,7 @@ def trial(job: BucketJob, rate: float, *, seed: int | None = None, scale: float 
     rng = np.random.default_rng(job.search.seed if seed is None else seed)
     arrivals = make_arrivals(workload, rng, duration_s=end_s)
     sim = Simulation(plan, arrivals, workload, {job.gpu: job.step_model}, {job.gpu: job.engine}, rng)
-    bound = slo_bound_s(job)
+    bound = slo_bound_s(job.slo, job.grid.out_edges[job.j + 1] - 1)
     sim.run(until=None if bound is None else end_s + bound)
     arrival, finish = sim.departures()
     frame = to_frame(sim.records(), job.slo)
@@ -186,33 +143,16 @@ def search_bucket(job: BucketJob) -> float:
     """Highest req/s at which one instance passes the acceptance rule on this bucket (0 if none)."""
     if not bucket_fits(job):
         return 0.0
-    def ok(rate: float) -> bool:
-        return trial(job, rate).passed
 
-    lo = _first_guess(job)
-    for _ in range(6):  # below the guess: the SLO may need a nearly idle instance
-        if ok(lo):
-            break
-        lo /= 4
-    else:
-        return 0.0
-    hi = lo * 2
-    while hi <= job.search.max_rate and ok(hi):
-        lo, hi = hi, hi * 2
-    while hi <= job.search.max_rate and (hi - lo) / lo > job.search.rel_tol:
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
-    # Fresh traffic, longer, with a guard band: at the edge, attainment varies from seed to seed
-    # by more than binomial noise (misses come in bursts), so a rate that met the target on one
-    # trial can miss it on the next; the published rate must meet a stricter one.
-    strict = 1.0 - (1.0 - job.slo.attainment) * job.search.confirm_misses
-    for _ in range(40):
-        v = trial(job, lo, seed=job.search.seed + 1, scale=job.search.confirm,
-                  min_requests=job.search.confirm_requests)
-        if v.passed and v.attainment >= strict:
-            return lo
-        lo *= 1 - job.search.step_down
-    return 0.0
+    def measure(t: Trial) -> tuple[bool, float | None]:
+        if t.confirm:
+            v = trial(job, t.rate, seed=job.search.seed + 1, scale=job.search.confirm,
+                      min_requests=job.search.confirm_requests)
+        else:
+            v = trial(job, t.rate)
+        return v.passed, v.attainment
+
+    return run_search(search(_first_guess(job), job.search, job.slo.attainment), measure)
 
 
 def _read_cached(path: Path | None, notify) -> float | None:

@@ -4,6 +4,7 @@ per finished point, a line per finished bucket."""
 from __future__ import annotations
 
 from melange.profiler.run import NoProgress
+from melange.rate_search import Trial
 
 
 class RichProgress(NoProgress):
@@ -27,10 +28,11 @@ class RichProgress(NoProgress):
     def __exit__(self, *exc) -> None:
         self.bar.stop()
 
-    def point_started(self, bucket: tuple[int, int], rate: float, n: int) -> None:
+    def point_started(self, bucket: tuple[int, int], trial: Trial, n: int) -> None:
         if self.task is not None:
             self.bar.remove_task(self.task)
-        self.task = self.bar.add_task(f"{self.label} bucket {bucket} at {rate:.3g} {self.unit}",
+        what = "confirming" if trial.confirm else "at"
+        self.task = self.bar.add_task(f"{self.label} bucket {bucket} {what} {trial.rate:.3g} {self.unit}",
                                       total=n, failed=0)
 
     def record(self, failed: bool) -> None:
@@ -38,12 +40,13 @@ class RichProgress(NoProgress):
             fields = self.bar.tasks[-1].fields
             self.bar.update(self.task, advance=1, failed=fields.get("failed", 0) + int(failed))
 
-    def point_done(self, bucket: tuple[int, int], rate: float, verdict: dict, reused: bool) -> None:
+    def point_done(self, bucket: tuple[int, int], trial: Trial, verdict: dict, reused: bool) -> None:
         mark = "[green]pass[/]" if verdict.get("passed") else "[red]fail[/]"
         why = "" if verdict.get("passed") else f" ({verdict.get('reason', '')})"
         att = verdict.get("attainment")
         att_text = "" if att is None else f", attainment {att:.3f}"
-        self.console.print(f"  bucket {bucket} {rate:8.3g} {self.unit}: {mark}{att_text}"
+        what = " confirm on fresh traffic (needs the guard band)" if trial.confirm else ""
+        self.console.print(f"  bucket {bucket} {trial.rate:8.3g} {self.unit}{what}: {mark}{att_text}"
                            f"{' [dim](reused)[/]' if reused else ''}{why}")
 
     def bucket_done(self, bucket: tuple[int, int], rate: float) -> None:

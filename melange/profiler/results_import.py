@@ -30,6 +30,7 @@ from melange.core import BucketGrid, MelangeError, Profile, Slo
 from melange.metrics import RequestRecord
 from melange.profiler.run import RunResult
 from melange.profiler.search import SearchSettings, judge_point
+from melange.rate_search import slo_bound_s
 from melange.profiler.store import rate_key
 
 BUCKET_SHARE = 0.9  # a load test counts for a bucket when this share of its requests is in it
@@ -126,7 +127,12 @@ def import_results(path: str | Path, gpu: str, grid: BucketGrid, slo: Slo,
             result.points.append({"file": name, "rate": rate_key(rate), "passed": False,
                                   "reason": "skipped: requests span several buckets or leave the grid"})
             continue
-        verdict = {"file": name, "bucket": [i, j], "rate": rate_key(rate), **judge_point(recs, slo, settings)}
+        # The shared warm-up (2x the slowest SLO-bound latency), but never more than a fifth of
+        # a run whose length someone else chose.
+        end_s = max(r.arrival_s for r in recs)
+        warmup_s = min(settings.params.warmup * slo_bound_s(slo, grid.out_edges[j + 1] - 1), 0.2 * end_s)
+        verdict = {"file": name, "bucket": [i, j], "rate": rate_key(rate),
+                   **judge_point(recs, slo, settings, warmup_s)}
         result.points.append(verdict)
         result.records[(i, j, rate_key(rate))] = [_row(r) for r in recs]
         verdicts.setdefault((i, j), []).append((rate, bool(verdict["passed"])))

@@ -20,8 +20,9 @@ import pandas as pd
 from melange.core import BucketGrid, MelangeError, Profile, Slo
 from melange.profiler.client import Job, Target, run_jobs, send
 from melange.profiler.schedule import bucket_jobs, mid_bucket
-from melange.profiler.search import SearchSettings, judge_point, point_size, search_rate
+from melange.profiler.search import SearchSettings, judge_point, point_plan
 from melange.profiler.store import RunStore, rate_key, record_rows
+from melange.rate_search import Trial, run_search_async, search
 
 
 @dataclass
@@ -37,9 +38,9 @@ class RunResult:
 class NoProgress:
     """The progress interface `profile_server` reports to (all no-ops)."""
 
-    def point_started(self, bucket: tuple[int, int], rate: float, n: int) -> None: ...
+    def point_started(self, bucket: tuple[int, int], trial: Trial, n: int) -> None: ...
     def record(self, failed: bool) -> None: ...
-    def point_done(self, bucket: tuple[int, int], rate: float, verdict: dict, reused: bool) -> None: ...
+    def point_done(self, bucket: tuple[int, int], trial: Trial, verdict: dict, reused: bool) -> None: ...
     def bucket_done(self, bucket: tuple[int, int], rate: float) -> None: ...
 
 
@@ -60,12 +61,14 @@ async def _probe(target: Target, grid: BucketGrid, i: int, j: int) -> float:
 
 
 async def measure_point(target: Target, grid: BucketGrid, slo: Slo, settings: SearchSettings, i: int, j: int,
-                        rate: float, on_record=None) -> tuple[dict, list]:
-    """One load test of bucket (i, j) at `rate` (GPU req/s): (verdict, records)."""
-    n = point_size(settings, slo, grid, j, rate)
-    rng = np.random.default_rng([settings.seed, i, j, int(round(rate * 1e6))])
-    jobs = bucket_jobs(grid, i, j, rate, n, rng, process=settings.process, cv=settings.cv,
-                       time_scale=target.time_scale, seed=settings.seed)
+                        trial: Trial, on_record=None) -> tuple[dict, list]:
+    """One load test of bucket (i, j) at the trial's rate (GPU req/s): (verdict, records). A
+    confirming trial is longer and draws from seed + 1 (traffic the search never saw)."""
+    n, warmup_s = point_plan(settings, slo, grid, j, trial)
+    seed = settings.params.seed + trial.confirm
+    rng = np.random.default_rng([seed, i, j, int(round(trial.rate * 1e6))])
+    jobs = bucket_jobs(grid, i, j, trial.rate, n, rng, process=settings.process, cv=settings.cv,
+                       time_scale=target.time_scale, seed=seed)
     counts = [0, 0]  # finished, failed
 
     def seen(rec) -> None:
@@ -78,7 +81,7 @@ async def measure_point(target: Target, grid: BucketGrid, slo: Slo, settings: Se
         return counts[0] >= 50 and counts[1] > max(20, 2 * settings.max_error_share * counts[0])
 
     recs = await run_jobs(target, jobs, seen, stop)
-    verdict = judge_point(recs, slo, settings)
+    verdict = judge_point(recs, slo, settings, warmup_s)
     if len(recs) < n:
         verdict.update(passed=False, reason=f"stopped after {len(recs)} of {n} requests: {counts[1]} failed")
     return verdict, recs
@@ -103,24 +106,27 @@ async def profile_server(target: Target, grid: BucketGrid, slo: Slo, settings: S
                 progress.bucket_done((i, j), 0.0)
                 continue
 
-            async def measure(rate: float, i: int = i, j: int = j) -> dict:
-                key = (i, j, rate_key(rate))
-                if key in store.points:
-                    progress.point_done((i, j), rate, store.points[key], True)
-                    return store.points[key]
-                store.start(i, j, rate)
-                progress.point_started((i, j), rate, point_size(settings, slo, grid, j, rate))
+            async def measure(trial: Trial, i: int = i, j: int = j) -> tuple[bool, float | None]:
+                key = rate_key(trial.rate, trial.confirm)
+                if (i, j, key) in store.points:
+                    verdict = store.points[(i, j, key)]
+                    progress.point_done((i, j), trial, verdict, True)
+                    return bool(verdict["passed"]), verdict.get("attainment")
+                store.start(i, j, key)
+                progress.point_started((i, j), trial, point_plan(settings, slo, grid, j, trial)[0])
 
                 def on_record(rec) -> None:
-                    store.record(i, j, rate, rec)
+                    store.record(i, j, key, rec)
                     progress.record(rec.error is not None)
 
-                verdict, recs = await measure_point(target, grid, slo, settings, i, j, rate, on_record)
-                store.point(i, j, rate, verdict, recs)
-                progress.point_done((i, j), rate, verdict, False)
-                return verdict
+                verdict, recs = await measure_point(target, grid, slo, settings, i, j, trial, on_record)
+                store.point(i, j, key, verdict, recs)
+                progress.point_done((i, j), trial, verdict, False)
+                return bool(verdict["passed"]), verdict.get("attainment")
 
-            rates[i, j] = await search_rate(measure, 1.0 / latency, settings)
+            # From 4x the rate of one request in flight: the lowest rates are the slowest to measure.
+            steps = search(4.0 / latency, settings.params, slo.attainment)
+            rates[i, j] = await run_search_async(steps, measure)
             progress.bucket_done((i, j), rates[i, j])
     finally:
         store.flush()  # records already handed to the writer reach the disk, even on Ctrl-C

@@ -1,69 +1,64 @@
-"""Per-bucket rate search on a live server, judged by the project's one acceptance rule.
+"""Per-bucket rate search on a live server: the sim-profiles' trials and search
+(`melange.rate_search`), each point judged by the project's one acceptance rule.
 
-A *point* is one load test: one bucket's requests at one rate (Poisson by default), enough of
-them that the rule can tell (`AcceptanceRule.min_counted` after the warm-up), spanning several
-times the slowest request's SLO-bound latency. It passes when `melange.acceptance.judge` says
-so, with arrivals at the *scheduled* send times and departures at scheduled time + measured
-e2e (failed requests depart when they failed and never meet the SLO), and when failures stay
-under `max_error_share`.
+A *point* is one load test: one bucket's requests at one rate (Poisson by default), as long as
+the shared trial design says (a warm-up of 2x the slowest request's SLO-bound latency, then a
+window of >= 5x that latency, >= 60 GPU seconds and enough counted requests for the rule; the
+confirming point 4x longer, on a fresh seed, with at least `confirm_requests` arrivals). It passes
+when `melange.acceptance.judge` says so, with arrivals at the *scheduled* send times and
+departures at scheduled time + measured e2e (failed requests depart when they failed and never
+meet the SLO), and when failures stay under `max_error_share`. The search brackets from 4x the
+rate of one request in flight (1 / a lone request's latency, probed first; a batching server holds
+many, and the lowest rates are the slowest points to measure), bisects, and confirms, stepping
+down until the confirmation passes with the guard band; no rate at or above a failed one is tried.
 
-The search copies the sim-profiles' shape (`perf.profile_sim.search_bucket`): start at 4x the
-rate of one request in flight (1 / a lone request's latency, probed first; a batching server
-holds many, and the lowest rates are the slowest points to measure), step down by 4x until a
-point passes, double until one fails, then bisect to `rel_tol`, never measuring a rate at or
-above one that already failed. It stops early at the first failed
-point going up (saturation, unstable queue, or rising errors): no higher rate is tried after a
-failure.
+The measured defaults differ from the simulated ones only where a real server's time is dear:
+`rel_tol` 5 %, at most 3,000 requests per search point and a confirmation of at least 2,000
+arrivals (sim-profiles: 10,000), all settable.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from melange.acceptance import DEFAULT_RULE, AcceptanceRule, judge
 from melange.core import BucketGrid, Slo
 from melange.metrics import RequestRecord, slo_met, to_frame
+from melange.rate_search import SearchParams, Trial, slo_bound_s
+
+MEASURED = SearchParams(rel_tol=0.05, max_requests=3000, confirm_requests=2000)
 
 
 @dataclass(frozen=True)
 class SearchSettings:
-    """How hard the measured search works per bucket (rates in the GPU's req/s)."""
+    """How the measured search works per bucket: the shared trial design (`params`, rates in the
+    GPU's req/s) and what only a live server needs."""
 
-    rel_tol: float = 0.05  # stop bisecting when (hi - lo) / lo is below this
-    max_requests: int = 3000  # per point
-    horizon: float = 3.0  # a point's arrivals span >= this x the slowest request's SLO latency
-    warmup: float = 0.1  # share of the arrival span left out (the server starts empty)
-    max_rate: float = 2000.0  # req/s: stop doubling here
+    params: SearchParams = MEASURED
     max_error_share: float = 0.05  # more failed requests than this fails the point
     process: str = "poisson"
     cv: float = 1.0
-    seed: int = 0
     rule: AcceptanceRule = DEFAULT_RULE
 
     def as_dict(self) -> dict:
         """JSON-ready form (the run log compares it on resume)."""
-        return {"rel_tol": self.rel_tol, "max_requests": self.max_requests, "horizon": self.horizon,
-                "warmup": self.warmup, "max_rate": self.max_rate, "max_error_share": self.max_error_share,
-                "process": self.process, "cv": self.cv, "seed": self.seed,
-                "rule": [self.rule.throughput_ratio, self.rule.growth_factor, self.rule.min_requests,
-                         self.rule.expected_misses]}
+        return {"params": asdict(self.params), "max_error_share": self.max_error_share,
+                "process": self.process, "cv": self.cv, "rule": asdict(self.rule)}
 
 
-def point_size(settings: SearchSettings, slo: Slo, grid: BucketGrid, j: int, rate: float) -> int:
-    """Requests in one point: enough counted after the warm-up, spanning the horizon."""
-    need = settings.rule.min_counted(slo.attainment)
-    low = math.ceil(need / (1.0 - settings.warmup) * 1.05) + 5
-    slowest_s = (grid.out_edges[j + 1] - 1) * slo.tpot_ms / 1000.0
-    n = int(rate * settings.horizon * slowest_s)
-    return int(np.clip(n, low, max(low, settings.max_requests)))
+def point_plan(settings: SearchSettings, slo: Slo, grid: BucketGrid, j: int, trial: Trial) -> tuple[int, float]:
+    """(requests, warm-up GPU seconds) of one point of a bucket in output column `j`."""
+    latency_s = slo_bound_s(slo, grid.out_edges[j + 1] - 1)  # a valid Slo always bounds it
+    warmup_s, window_s = settings.params.trial_span(trial, latency_s, settings.rule.min_counted(slo.attainment))
+    return math.ceil((warmup_s + window_s) * trial.rate), warmup_s
 
 
-def judge_point(records: list[RequestRecord], slo: Slo, settings: SearchSettings) -> dict:
-    """The verdict of one point as a JSON-ready dict (passed, reason, counts, attainment...)."""
+def judge_point(records: list[RequestRecord], slo: Slo, settings: SearchSettings, warmup_s: float) -> dict:
+    """The verdict of one point as a JSON-ready dict (passed, reason, counts, attainment...);
+    requests sent before `warmup_s` (GPU seconds) are left out."""
     frame = to_frame(records, slo) if records else None
     if frame is None or len(frame) == 0:
         return {"passed": False, "reason": "no requests finished", "requests": 0, "errors": 0}
@@ -71,8 +66,7 @@ def judge_point(records: list[RequestRecord], slo: Slo, settings: SearchSettings
     finish = arrival + frame["e2e_s"].to_numpy(float)
     end_s = float(arrival.max())
     met = slo_met(frame, slo)
-    v = judge(arrival, finish, met, slo.attainment, warmup_s=settings.warmup * end_s, end_s=end_s,
-              rule=settings.rule)
+    v = judge(arrival, finish, met, slo.attainment, warmup_s=warmup_s, end_s=end_s, rule=settings.rule)
     errors = frame["error"].notna()
     out = {"passed": v.passed, "reason": v.reason, "requests": int(len(frame)), "errors": int(errors.sum()),
            "counted": v.counted, "attainment": v.attainment, "throughput_ratio": v.throughput_ratio,
@@ -85,29 +79,3 @@ def judge_point(records: list[RequestRecord], slo: Slo, settings: SearchSettings
         reasons = frame.loc[errors, "error"].astype(str).str.split(":").str[0].value_counts()
         out["error_kinds"] = {str(k): int(n) for k, n in reasons.items()}
     return out
-
-
-Measure = Callable[[float], Awaitable[dict]]
-
-
-async def search_rate(measure: Measure, first_guess: float, settings: SearchSettings) -> float:
-    """Highest rate whose point passes (0 if none): bracket from `first_guess`, then bisect.
-    `measure(rate)` runs (or recalls) one point and returns its verdict dict."""
-    async def ok(rate: float) -> bool:
-        return bool((await measure(rate))["passed"])
-
-    lo, hi = 4 * first_guess, math.inf  # hi: the lowest rate known to fail
-    for _ in range(7):
-        if await ok(lo):
-            break
-        lo, hi = lo / 4, lo
-    else:
-        return 0.0
-    while hi == math.inf:  # double until a failure (never above one already seen)
-        if lo * 2 > settings.max_rate:
-            return lo
-        lo, hi = (lo * 2, hi) if await ok(lo * 2) else (lo, lo * 2)
-    while (hi - lo) / lo > settings.rel_tol:
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if await ok(mid) else (lo, mid)
-    return lo

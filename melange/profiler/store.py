@@ -20,9 +20,9 @@ from melange.files import append_jsonl, read_jsonl
 from melange.metrics import RECORD_COLUMNS, RequestRecord
 
 
-def rate_key(rate: float) -> str:
-    """A point's rate as a stable string key."""
-    return f"{rate:.6g}"
+def rate_key(rate: float, confirm: bool = False) -> str:
+    """A point's rate as a stable string key; a confirming point is a different point."""
+    return f"{rate:.6g}" + (" confirm" if confirm else "")
 
 
 class RunStore:
@@ -69,16 +69,16 @@ class RunStore:
         self.probes[(i, j)] = latency_s
         append_jsonl(self.path, {"type": "probe", "bucket": [i, j], "latency_s": latency_s})
 
-    def start(self, i: int, j: int, rate: float) -> None:
-        """Log that point (bucket, rate) starts; records before this line are a killed attempt's."""
+    def start(self, i: int, j: int, key: str) -> None:
+        """Log that point (bucket, `rate_key`) starts; records before this line are a killed attempt's."""
         self.flush()
-        append_jsonl(self.path, {"type": "start", "bucket": [i, j], "rate": rate_key(rate)})
+        append_jsonl(self.path, {"type": "start", "bucket": [i, j], "rate": key})
 
-    def record(self, i: int, j: int, rate: float, rec: RequestRecord) -> None:
-        """Log one finished request of point (bucket, rate)."""
+    def record(self, i: int, j: int, key: str, rec: RequestRecord) -> None:
+        """Log one finished request of point (bucket, `rate_key`)."""
         row = asdict(rec)
         row["itl_s"] = list(rec.itl_s or ())
-        line = {"type": "record", "bucket": [i, j], "rate": rate_key(rate), **row}
+        line = {"type": "record", "bucket": [i, j], "rate": key, **row}
         self._pending.append(self._writer.submit(append_jsonl, self.path, line))
 
     def flush(self) -> None:
@@ -87,13 +87,12 @@ class RunStore:
             fut.result()
         self._pending = []
 
-    def point(self, i: int, j: int, rate: float, verdict: dict, records: list[RequestRecord]) -> None:
+    def point(self, i: int, j: int, key: str, verdict: dict, records: list[RequestRecord]) -> None:
         """Log a finished point; from now on a re-run reuses it."""
         self.flush()
-        key = (i, j, rate_key(rate))
-        line = {"type": "point", "bucket": [i, j], "rate": rate_key(rate), **verdict}
-        self.points[key] = line
-        self.records[key] = [asdict(r) for r in records]
+        line = {"type": "point", "bucket": [i, j], "rate": key, **verdict}
+        self.points[(i, j, key)] = line
+        self.records[(i, j, key)] = [asdict(r) for r in records]
         append_jsonl(self.path, line)
 
 
