@@ -86,6 +86,9 @@ def test_from_results_vllm_bench_and_guidellm(tmp_path):
     (["--url", "http://127.0.0.1:9", "--simulate"], "exactly one of"),
     (["--url", "http://127.0.0.1:9", "--buckets", "9,9"], "--buckets"),
     (["--url", "http://127.0.0.1:9", "--time-scale", "0"], "--time-scale"),
+    (["--url", "http://127.0.0.1:9", "--confirm-requests", "0"], "--confirm-requests"),
+    (["--url", "http://127.0.0.1:9", "--min-window", "-5s"], "--min-window"),
+    (["--url", "http://127.0.0.1:9", "--min-window", "5"], "--min-window"),
     (["--from-results", "pyproject.toml"], "--from-results"),
 ])
 def test_bad_input_is_one_line_exit_2(args, field, tmp_path):

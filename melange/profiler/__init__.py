@@ -4,7 +4,7 @@ GPU).
 
     client.py          streaming HTTP client, SSE parsing, one RequestRecord per request
     schedule.py        send times (Poisson/gamma) and request lengths, drawn ahead from a seed
-    search.py          per-bucket rate search judged by melange.acceptance
+    search.py          one point's size and verdict (melange.rate_search's trials, melange.acceptance)
     store.py           append-only JSONL of every record and finished point (resume)
     run.py             a whole profile: probe, search every bucket, fit the step model, document
     progress.py        the live display (rich)
