@@ -1,13 +1,11 @@
-"""The measured sources of `melange profile`: --url, --serve and --from-results."""
+"""The measured sources of `melange profile` (--url, --serve, --from-results): options checked,
+then `melange.profiler.run.measure_profile`, then the file written."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import click
@@ -19,6 +17,7 @@ from melange.files import atomic_write_text, check_writable
 from melange.perf.catalog import Catalog
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+
 
 def parse_buckets(text: str | None, grid: BucketGrid) -> list[tuple[int, int]] | None:
     """'0,0;2,1' -> [(0, 0), (2, 1)], checked against the grid."""
@@ -35,28 +34,6 @@ def parse_buckets(text: str | None, grid: BucketGrid) -> list[tuple[int, int]] |
         out.append((i, j))
     return out
 
-def words_per_token(url: str, api_key: str | None) -> float:
-    """Words per token of the server's tokenizer on our filler text (/tokenize), else 1."""
-    from melange.profiler.client import WORDS
-
-    text = " ".join(WORDS * 5)
-    req = urllib.request.Request(url.rstrip("/") + "/tokenize", data=json.dumps({"prompt": text}).encode(),
-                                 headers={"Content-Type": "application/json",
-                                          **({"Authorization": f"Bearer {api_key}"} if api_key else {})})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            count = json.loads(resp.read()).get("count")
-    except (urllib.error.URLError, OSError, ValueError, AttributeError):
-        return 1.0
-    return len(text.split()) / count if isinstance(count, int) and count > 0 else 1.0
-
-def _kv_capacity(catalog: Catalog, gpu: str, model: str, engine: EngineConfig) -> int | None:
-    from melange.perf.roofline import kv_capacity_tokens
-
-    try:
-        return int(kv_capacity_tokens(catalog.model(model), catalog.instance(gpu), engine))
-    except MelangeError:
-        return None
 
 def measured_profile(*, gpu: str, model: str, slo: Slo, grid: BucketGrid, catalog: Catalog, seed: int,
                      output: str, quiet: bool, engine: EngineConfig, url: str | None, serve_cmd: str | None,
@@ -66,7 +43,8 @@ def measured_profile(*, gpu: str, model: str, slo: Slo, grid: BucketGrid, catalo
                      min_window_text: str, confirm_requests: int, api_key: str | None) -> None:
     """Measure (or import) a profile and write it, with the fitted step model, to `output`."""
     from melange.profiler.client import Target
-    from melange.profiler.run import fit_points, profile_yaml_doc, run_profile
+    from melange.profiler.progress import RichProgress
+    from melange.profiler.run import NoProgress, measure_profile
     from melange.profiler.search import MEASURED, SearchSettings
 
     for name, value in (("--time-scale", time_scale), ("--rel-tol", rel_tol), ("--cv", cv),
@@ -85,36 +63,19 @@ def measured_profile(*, gpu: str, model: str, slo: Slo, grid: BucketGrid, catalo
     check_writable(output)
     store_path = Path(store) if store else Path(output).with_suffix(".jsonl")
     start = time.perf_counter()
-    if from_results is not None:
-        from melange.profiler.results_import import import_results
-
-        result = import_results(from_results, gpu, grid, slo, settings)
-        extra = {"from_results": str(from_results)}
-    else:
-        from melange.profiler.launcher import ServerProcess
-        from melange.profiler.progress import RichProgress
-        from melange.profiler.run import NoProgress
-
+    target = None
+    if from_results is None:
         check_writable(store_path, "--store")
-        url = url or DEFAULT_URL
-        server = ServerProcess(serve_cmd, url) if serve_cmd else contextlib.nullcontext()
-        with server:
-            target = Target(url, served_model_name or model, api=api, prompt=prompt_mode,
-                            timeout_s=parse_duration(timeout_text, "--timeout"), time_scale=time_scale,
-                            api_key=api_key, gpu=gpu)
-            if prompt_mode == "text":
-                target = dataclasses.replace(target, words_per_token=words_per_token(url, api_key))
-            display = contextlib.nullcontext(NoProgress()) if quiet else RichProgress(gpu)
-            with display as progress:
-                result = run_profile(target, grid, slo, settings, store_path, buckets=buckets, progress=progress)
-        extra = {"url": url, "api": api, "prompt": prompt_mode, "time_scale": time_scale,
-                 "store": str(store_path), "seed": seed}
-    kv = _kv_capacity(catalog, gpu, model, engine)
-    fit = fit_points(result.records, kv) if kv is not None else None
-    doc = profile_yaml_doc(result, model, slo, grid, fit=fit, cost=cost, **extra)
+        target = Target(url or DEFAULT_URL, served_model_name or model, api=api, prompt=prompt_mode,
+                        timeout_s=parse_duration(timeout_text, "--timeout"), time_scale=time_scale,
+                        api_key=api_key, gpu=gpu)
+    display = RichProgress(gpu) if not quiet and from_results is None else contextlib.nullcontext(NoProgress())
+    with display as progress:
+        doc, result, fit = measure_profile(gpu, model, grid, slo, settings, engine=engine, catalog=catalog,
+                                           target=target, serve_cmd=serve_cmd, from_results=from_results,
+                                           store_path=store_path, buckets=buckets, cost=cost, progress=progress)
     atomic_write_text(output, yaml.safe_dump(doc, sort_keys=False, width=120))
     served = int((result.profile.max_rate > 0).sum())
     fitted = "step model fitted" if fit is not None else "no step model (too few records or GPU/model not in catalog)"
     click.echo(f"{output}: {gpu} × {model}, {served}/{result.profile.max_rate.size} buckets served, "
                f"{len(result.points)} points, {fitted}, {time.perf_counter() - start:.1f} s")
-

@@ -227,3 +227,20 @@ async def run_jobs(target: Target, jobs: list[Job], on_record: Callable[[Request
         if tasks:
             await asyncio.gather(*tasks)
     return records
+
+
+def words_per_token(url: str, api_key: str | None) -> float:
+    """Words per token of the server's tokenizer on our filler text (its /tokenize), else 1."""
+    import urllib.error
+    import urllib.request
+
+    text = " ".join(WORDS * 5)
+    req = urllib.request.Request(url.rstrip("/") + "/tokenize", data=json.dumps({"prompt": text}).encode(),
+                                 headers={"Content-Type": "application/json",
+                                          **({"Authorization": f"Bearer {api_key}"} if api_key else {})})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            count = json.loads(resp.read()).get("count")
+    except (urllib.error.URLError, OSError, ValueError, AttributeError):
+        return 1.0
+    return len(text.split()) / count if isinstance(count, int) and count > 0 else 1.0
