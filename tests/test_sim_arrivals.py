@@ -108,3 +108,14 @@ def test_type_choice_follows_the_plan_shares():
     assert (choose_types(table, grid, np.full(100, 50), np.full(100, 3), rng) == 0).all()
     # beyond the grid: routed as the nearest (last) input bucket, which only "a" serves
     assert (choose_types(table, grid, np.full(100, 5000), np.full(100, 30), rng) == 0).all()
+
+
+def test_a_trace_is_parsed_once_until_its_file_changes(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("input_tokens,output_tokens\n10,5\n20,6\n")
+    first = load_trace(path)
+    assert load_trace(path) is first  # sweeps simulate one trace many times: no re-parse
+    with pytest.raises(ValueError):
+        first.input_tokens[0] = 99  # shared by every caller, so nobody may change it
+    path.write_text("input_tokens,output_tokens\n10,5\n20,6\n30,7\n")
+    assert len(load_trace(path)) == 3  # a changed file (size, mtime) is read again
