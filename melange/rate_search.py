@@ -28,7 +28,7 @@ import math
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 
-from melange.core import Slo
+from melange.core import MelangeError, Slo
 
 COUNT_MARGIN = 1.2  # expected arrivals in the window per request the rule needs (Poisson noise)
 
@@ -48,6 +48,16 @@ class SearchParams:
     confirm_misses: float = 0.5  # the confirming trial may miss only this share of the allowed misses
     max_rate: float = 2000.0  # req/s: give up doubling here
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        # A zero rel_tol would bisect forever; a step_down of 0 or 1 would confirm nothing.
+        checks = {"rel_tol": self.rel_tol > 0, "horizon": self.horizon >= 0, "min_window_s": self.min_window_s >= 0,
+                  "warmup": self.warmup >= 0, "max_requests": self.max_requests >= 1, "confirm": self.confirm >= 1,
+                  "confirm_requests": self.confirm_requests >= 0, "step_down": 0 < self.step_down < 1,
+                  "confirm_misses": 0 <= self.confirm_misses <= 1, "max_rate": self.max_rate > 0}
+        for name, ok in checks.items():
+            if not ok:
+                raise MelangeError(f"search.{name}: out of range ({getattr(self, name)!r})")
 
     def span(self, latency_s: float, rate: float, need: int, *, scale: float = 1.0,
              min_requests: int = 0) -> tuple[float, float]:

@@ -214,3 +214,10 @@ def test_sigkilled_cli_run_resumes(tmp_path):
     restarted = {x["rate"] for x in after if x["type"] == "start"}
     assert not restarted & done  # finished points reused, not measured again
     assert yaml.safe_load(out.read_text())["max_rate"][0][0] > 0
+
+
+@pytest.mark.parametrize("field, value", [("rel_tol", 0.0), ("step_down", 1.0), ("confirm", 0.5),
+                                          ("max_requests", 0), ("confirm_misses", 2.0), ("max_rate", -1.0)])
+def test_search_params_out_of_range_are_refused_naming_the_field(field, value):
+    with pytest.raises(MelangeError, match=f"search.{field}"):
+        SearchParams(**{field: value})
