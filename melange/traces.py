@@ -79,20 +79,19 @@ def _seconds(values: np.ndarray, path: Path) -> np.ndarray:
 
 def load_trace(name: str | Path, base: Path | None = None) -> Trace:
     """Read a trace CSV (UTF-8); lengths must be positive integers, arrivals non-decreasing
-    seconds or date-times. A file read before and unchanged since is not parsed again (sweeps
-    and validation loops simulate one trace many times); its arrays are read-only."""
+    seconds or date-times. A file whose text was parsed before is not parsed again (sweeps and
+    validation loops simulate one trace many times); its arrays are read-only."""
     path = resolve_trace_path(name, base)
-    stat = path.stat()
-    return _parse_trace(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    return _parse_trace(path.name, read_text(path))
 
 
-@lru_cache(maxsize=16)
-def _parse_trace(path_name: str, _mtime_ns: int, _size: int) -> Trace:
-    """The trace at `path_name`, checked (the file's mtime and size key the cache)."""
+@lru_cache(maxsize=8)
+def _parse_trace(name: str, text: str) -> Trace:
+    """The trace in `text` (read from a file called `name`), checked; keyed on the text itself,
+    so a file rewritten within its clock's resolution is still read afresh."""
     import pandas as pd
 
-    path = Path(path_name)
-    text = read_text(path)
+    path = Path(name)  # for messages
     try:
         frame = pd.read_csv(io.StringIO(text))
     except Exception as exc:  # pandas raises many types for malformed CSV

@@ -221,3 +221,13 @@ def test_sigkilled_cli_run_resumes(tmp_path):
 def test_search_params_out_of_range_are_refused_naming_the_field(field, value):
     with pytest.raises(MelangeError, match=f"search.{field}"):
         SearchParams(**{field: value})
+
+
+def test_max_requests_caps_a_point_and_a_capped_point_cannot_pass_on_too_few():
+    grid = BucketGrid((1, 100), (1, 512))
+    slo = Slo(100, attainment=0.99)  # the slowest request may take 51 s: a point is minutes long
+    capped = SearchSettings(SearchParams(max_requests=3000))
+    n, warmup_s = point_plan(capped, slo, grid, 0, Trial(300.0))
+    assert n == 3000 and warmup_s * 300.0 > n  # all warm-up: nothing left to count
+    assert not judge_point(_records(n, 300.0, 1.0), slo, capped, warmup_s)["passed"]
+    assert point_plan(SearchSettings(), slo, grid, 0, Trial(300.0))[0] == 30_000  # the default runaway cap

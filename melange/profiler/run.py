@@ -192,6 +192,8 @@ def measure_profile(gpu: str, model: str, grid: BucketGrid, slo: Slo, settings: 
     """Measure the server at `target` (started first by `serve_cmd`, if given; resumable
     through `store_path`) or import `from_results`: (Profile document with the fitted step
     model, the run, the fit or None)."""
+    if (target is None) == (from_results is None):
+        raise MelangeError("profile: give a server to measure or results to import, not both or neither")
     if from_results is not None:
         from melange.profiler.results_import import import_results
 

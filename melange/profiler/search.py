@@ -13,8 +13,9 @@ many, and the lowest rates are the slowest points to measure), bisects, and conf
 down until the confirmation passes with the guard band; no rate at or above a failed one is tried.
 
 The measured defaults differ from the simulated ones only where a real server's time is dear:
-`rel_tol` 5 %, at most 3,000 requests per search point and a confirmation of at least 2,000
-arrivals (sim-profiles: 10,000), all settable.
+`rel_tol` 5 % and a confirmation of at least 2,000 arrivals (sim-profiles: 10,000), both
+settable. A point's length is set by time (about 7x the slowest latency, >= 60 s), so a fast
+bucket at a high rate sends many requests; `max_requests` (30,000) only stops runaways.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from melange.core import BucketGrid, Slo
 from melange.metrics import RequestRecord, slo_met, to_frame
 from melange.rate_search import SearchParams, Trial, slo_bound_s
 
-MEASURED = SearchParams(rel_tol=0.05, max_requests=3000, confirm_requests=2000)
+MEASURED = SearchParams(rel_tol=0.05, confirm_requests=2000)
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,12 @@ class SearchSettings:
 
 
 def point_plan(settings: SearchSettings, slo: Slo, grid: BucketGrid, j: int, trial: Trial) -> tuple[int, float]:
-    """(requests, warm-up GPU seconds) of one point of a bucket in output column `j`."""
+    """(requests, warm-up GPU seconds) of one point of a bucket in output column `j`; never more
+    than `max_requests` (a point cut short by it may count too few requests and fail: the rule
+    never judges on less)."""
     latency_s = slo_bound_s(slo, grid.out_edges[j + 1] - 1)  # a valid Slo always bounds it
     warmup_s, window_s = settings.params.trial_span(trial, latency_s, settings.rule.min_counted(slo.attainment))
-    return math.ceil((warmup_s + window_s) * trial.rate), warmup_s
+    return min(math.ceil((warmup_s + window_s) * trial.rate), settings.params.max_requests), warmup_s
 
 
 def judge_point(records: list[RequestRecord], slo: Slo, settings: SearchSettings, warmup_s: float) -> dict:

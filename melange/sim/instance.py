@@ -24,7 +24,9 @@ contexts, so a run of k decode steps is one SimPy timeout (see `steps.DecodeRun`
 routed here mid-run cuts it: the step in progress finishes, then the request joins at that step
 boundary, exactly as in `exact` mode, which takes every step as its own event. Each step or run
 is a timeout whose callback applies it and starts the next (`_next`), so an event costs no
-generator resume and a cut no `Interrupt`.
+generator resume and a cut no `Interrupt`. Events at exactly the same simulated time (an arrival
+on the very float a step ends at: only contrived step times and arrival grids make them) are
+taken in scheduling order, which the two modes need not share.
 """
 
 from __future__ import annotations
