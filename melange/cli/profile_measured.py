@@ -1,5 +1,5 @@
 """The measured sources of `melange profile` (--url, --serve, --from-results): options checked,
-then `melange.profiler.run.measure_profile`, then the file written."""
+then `melange.profiler.measure.measure_profile`, then the file written."""
 
 from __future__ import annotations
 
@@ -43,8 +43,9 @@ def measured_profile(*, gpu: str, model: str, slo: Slo, grid: BucketGrid, catalo
                      min_window_text: str, confirm_requests: int, api_key: str | None) -> None:
     """Measure (or import) a profile and write it, with the fitted step model, to `output`."""
     from melange.profiler.client import Target
+    from melange.profiler.measure import measure_profile
     from melange.profiler.progress import RichProgress
-    from melange.profiler.run import NoProgress, measure_profile
+    from melange.profiler.run import NoProgress
     from melange.profiler.search import MEASURED, SearchSettings
 
     for name, value in (("--time-scale", time_scale), ("--rel-tol", rel_tol), ("--cv", cv),

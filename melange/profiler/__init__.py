@@ -7,6 +7,7 @@ GPU).
     search.py          one point's size and verdict (melange.rate_search's trials, melange.acceptance)
     store.py           append-only JSONL of every record and finished point (resume)
     run.py             a whole profile: probe, search every bucket, fit the step model, document
+    measure.py         the job behind `melange profile --url/--serve/--from-results`
     progress.py        the live display (rich)
     wallclock.py       the simulator's Instance driven by the wall clock (or fixed latencies)
     emulator.py        the OpenAI-compatible aiohttp server around it (+ prom.py: /metrics)

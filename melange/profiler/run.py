@@ -1,6 +1,5 @@
 """A whole measured profile: for every bucket, probe, search the rate, log everything; then fit.
 
-`measure_profile` is the whole job behind `melange profile --url/--serve/--from-results`.
 `profile_server` drives the client, the search and the run log; `fit_points` fits the linear
 step model (`melange.perf.fit`) to the records, point by point (each point is its own run with
 its own clock, so step samples are rebuilt per point and fitted together); `profile_yaml_doc`
@@ -10,8 +9,6 @@ writes the Profile in the same shape as the sim-profiles (`profile_sim.profile_d
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +17,8 @@ import aiohttp
 import numpy as np
 import pandas as pd
 
-from melange.core import BucketGrid, EngineConfig, MelangeError, Profile, Slo
-from melange.profiler.client import Job, Target, run_jobs, send, words_per_token
+from melange.core import BucketGrid, MelangeError, Profile, Slo
+from melange.profiler.client import Job, Target, run_jobs, send
 from melange.profiler.schedule import bucket_jobs, mid_bucket
 from melange.profiler.search import SearchSettings, judge_point, point_plan
 from melange.profiler.store import RunStore, rate_key, record_rows
@@ -182,38 +179,3 @@ def profile_yaml_doc(result: RunResult, model: str, slo: Slo, grid: BucketGrid, 
                               "beta_kv": m.beta_kv, "kv_capacity_tokens": m.kv_capacity_tokens,
                               "rmse_s": fit.rmse_s, "r2": fit.r2, "samples": fit.samples}
     return profile_document(result.profile, model, slo, grid, **more)
-
-
-def measure_profile(gpu: str, model: str, grid: BucketGrid, slo: Slo, settings: SearchSettings, *,
-                    engine: EngineConfig, catalog, target: Target | None = None, serve_cmd: str | None = None,
-                    from_results: str | Path | None = None, store_path: str | Path | None = None,
-                    buckets: list[tuple[int, int]] | None = None, cost: float | None = None,
-                    progress: NoProgress | None = None) -> tuple[dict, RunResult, object]:
-    """Measure the server at `target` (started first by `serve_cmd`, if given; resumable
-    through `store_path`) or import `from_results`: (Profile document with the fitted step
-    model, the run, the fit or None)."""
-    if (target is None) == (from_results is None):
-        raise MelangeError("profile: give a server to measure or results to import, not both or neither")
-    if from_results is not None:
-        from melange.profiler.results_import import import_results
-
-        result = import_results(from_results, gpu, grid, slo, settings)
-        extra = {"from_results": str(from_results)}
-    else:
-        from melange.profiler.launcher import ServerProcess
-
-        with ServerProcess(serve_cmd, target.url) if serve_cmd else contextlib.nullcontext():
-            if target.prompt == "text":
-                target = dataclasses.replace(target, words_per_token=words_per_token(target.url, target.api_key))
-            result = run_profile(target, grid, slo, settings, store_path, buckets=buckets, progress=progress)
-        extra = {"url": target.url, "api": target.api, "prompt": target.prompt, "time_scale": target.time_scale,
-                 "store": str(store_path), "seed": settings.params.seed}
-    fit = None
-    try:
-        from melange.perf.roofline import kv_capacity_tokens
-
-        kv = int(kv_capacity_tokens(catalog.model(model), catalog.instance(gpu), engine))
-        fit = fit_points(result.records, kv)
-    except MelangeError:  # GPU or model not in the catalog: no KV capacity to fit with
-        pass
-    return profile_yaml_doc(result, model, slo, grid, fit=fit, cost=cost, **extra), result, fit
