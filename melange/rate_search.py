@@ -76,6 +76,10 @@ class SearchParams:
             return self.span(latency_s, trial.rate, need, scale=self.confirm, min_requests=self.confirm_requests)
         return self.span(latency_s, trial.rate, need)
 
+    def trial_seed(self, trial: Trial) -> int:
+        """The seed of a search trial: seed + 1 for the confirming one (traffic the search never saw)."""
+        return self.seed + trial.confirm
+
     def strict(self, target: float) -> float:
         """The attainment a confirming trial must reach: the target with a guard band."""
         return 1.0 - (1.0 - target) * self.confirm_misses
@@ -89,14 +93,12 @@ class Trial:
     confirm: bool = False
 
 
-def slo_bound_s(slo: Slo, out_tokens: int) -> float | None:
+def slo_bound_s(slo: Slo, out_tokens: int) -> float:
     """Longest latency a request with `out_tokens` output tokens may have and still meet the SLO
-    (None when the SLO does not bound it: `decode` without a TTFT limit)."""
+    (every valid `Slo` bounds it: `decode` requires a TTFT limit)."""
     tpot = slo.tpot_ms / 1000.0
     if slo.definition == "mean":
         return out_tokens * tpot
-    if slo.ttft_ms is None:
-        return None
     return slo.ttft_ms / 1000.0 + max(out_tokens - 1, 0) * tpot
 
 

@@ -80,43 +80,37 @@ class BucketJob:
     search: SearchParams
 
 
-def _time_scale(job: BucketJob) -> float:
-    """The slowest request's SLO-bound latency, or its latency alone when the SLO sets none."""
-    bound = slo_bound_s(job.slo, job.grid.out_edges[job.j + 1] - 1)
-    if bound is not None:
-        return bound
-    g, m = job.grid, job.step_model
-    inp, out = g.in_edges[job.i + 1] - 1, g.out_edges[job.j + 1] - 1
-    return m.step_time(inp, 0, 0) + out * m.step_time(0, 1, inp + out)
-
-
-def trial(job: BucketJob, rate: float, *, seed: int | None = None, scale: float = 1.0,
+def trial(job: BucketJob, rate: float, *, confirm: bool = False, seed: int | None = None, scale: float = 1.0,
           requests: int | None = None, min_requests: int = 0, rule: AcceptanceRule = DEFAULT_RULE) -> Verdict:
     """Judge one instance serving only this bucket at `rate` req/s (see the module docstring);
-    `requests`: instead of the search's trial length, about this many arrivals in all;
-    `min_requests`: a window of at least this many expected arrivals."""
+    `confirm`: the search's confirming trial (its length and seed); `requests`: instead of the
+    search's trial length, about this many arrivals in all; `min_requests`: a window of at least
+    this many expected arrivals."""
     from melange.sim import (  # the simulator is optional for the rest of perf/
         Simulation,
         make_arrivals,
     )
 
-    latency = _time_scale(job)
+    latency = slo_bound_s(job.slo, job.grid.out_edges[job.j + 1] - 1)  # the slowest request's
     need = rule.min_counted(job.slo.attainment)
     if requests is not None:
         warmup_s = min(job.search.warmup * latency, 0.2 * requests / rate)  # at most a fifth of the run
         window_s = requests / rate - warmup_s
+    elif confirm:
+        warmup_s, window_s = job.search.trial_span(Trial(rate, confirm=True), latency, need)
     else:
         warmup_s, window_s = job.search.span(latency, rate, need, scale=scale, min_requests=min_requests)
+    if seed is None:
+        seed = job.search.trial_seed(Trial(rate, confirm))
     end_s = warmup_s + window_s
     onehot = np.zeros(job.grid.shape)
     onehot[job.i, job.j] = 1.0
     workload = Workload(job.grid, onehot, rate)
     plan = Plan(counts={job.gpu: 1}, share={job.gpu: onehot}, cost=0.0)
-    rng = np.random.default_rng(job.search.seed if seed is None else seed)
+    rng = np.random.default_rng(seed)
     arrivals = make_arrivals(workload, rng, duration_s=end_s)
     sim = Simulation(plan, arrivals, workload, {job.gpu: job.step_model}, {job.gpu: job.engine}, rng)
-    bound = slo_bound_s(job.slo, job.grid.out_edges[job.j + 1] - 1)
-    sim.run(until=None if bound is None else end_s + bound)
+    sim.run(until=end_s + latency)  # a request still in flight then has surely missed
     arrival, finish = sim.departures()
     frame = to_frame(sim.records(), job.slo)
     met = np.zeros(len(arrival), dtype=bool)
@@ -145,11 +139,7 @@ def search_bucket(job: BucketJob) -> float:
         return 0.0
 
     def measure(t: Trial) -> tuple[bool, float | None]:
-        if t.confirm:
-            v = trial(job, t.rate, seed=job.search.seed + 1, scale=job.search.confirm,
-                      min_requests=job.search.confirm_requests)
-        else:
-            v = trial(job, t.rate)
+        v = trial(job, t.rate, confirm=t.confirm)
         return v.passed, v.attainment
 
     return run_search(search(_first_guess(job), job.search, job.slo.attainment), measure)

@@ -65,7 +65,7 @@ async def measure_point(target: Target, grid: BucketGrid, slo: Slo, settings: Se
     """One load test of bucket (i, j) at the trial's rate (GPU req/s): (verdict, records). A
     confirming trial is longer and draws from seed + 1 (traffic the search never saw)."""
     n, warmup_s = point_plan(settings, slo, grid, j, trial)
-    seed = settings.params.seed + trial.confirm
+    seed = settings.params.trial_seed(trial)
     rng = np.random.default_rng([seed, i, j, int(round(trial.rate * 1e6))])
     jobs = bucket_jobs(grid, i, j, trial.rate, n, rng, process=settings.process, cv=settings.cv,
                        time_scale=target.time_scale, seed=seed)

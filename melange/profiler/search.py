@@ -54,7 +54,7 @@ def point_plan(settings: SearchSettings, slo: Slo, grid: BucketGrid, j: int, tri
     """(requests, warm-up GPU seconds) of one point of a bucket in output column `j`; never more
     than `max_requests` (a point cut short by it may count too few requests and fail: the rule
     never judges on less)."""
-    latency_s = slo_bound_s(slo, grid.out_edges[j + 1] - 1)  # a valid Slo always bounds it
+    latency_s = slo_bound_s(slo, grid.out_edges[j + 1] - 1)
     warmup_s, window_s = settings.params.trial_span(trial, latency_s, settings.rule.min_counted(slo.attainment))
     return min(math.ceil((warmup_s + window_s) * trial.rate), settings.params.max_requests), warmup_s
 
