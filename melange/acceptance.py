@@ -22,7 +22,10 @@ A run passes when all of these hold:
    is at most `growth_factor` times that of its second quarter, plus Poisson-sized slack
    (2·sqrt(mid) + 2), so noise around a steady level passes and a linear climb does not;
 4. **the SLO**: the share of counted requests that met it (unfinished ones count as missed) is at
-   least the target attainment.
+   least the target attainment; under the paper's rule (`Slo.definition: mean_itl`, `means`) a
+   request "meets" it by completing, and the averages over the counted requests that completed
+   must be within the limits: the mean gap between tokens after the first (all their gaps pooled,
+   as the paper's profiler averaged them) and, when limited, the mean TTFT.
 """
 
 from __future__ import annotations
@@ -70,6 +73,37 @@ class Verdict:
         return not self.reason.startswith(("unstable", "too few"))
 
 
+@dataclass(frozen=True)
+class MeanSlo:
+    """The paper's averaged SLO over a run (`Slo.definition: mean_itl`): per-request arrays aligned
+    with the run's arrivals, and the limits in seconds."""
+
+    decode_s: np.ndarray  # e2e - TTFT of each request (NaN when it did not complete)
+    gaps: np.ndarray  # output tokens - 1 of each request (the gaps decode_s spans)
+    ttft_s: np.ndarray
+    itl_limit_s: float
+    ttft_limit_s: float | None = None
+
+    def averages(self, counted: np.ndarray) -> tuple[float | None, float | None]:
+        """(mean ITL, mean TTFT) over the `counted` requests that completed (None if none did)."""
+        done = counted & np.isfinite(self.decode_s)
+        gaps = float(np.sum(self.gaps[done]))
+        itl = float(np.sum(self.decode_s[done])) / gaps if gaps > 0 else (0.0 if done.any() else None)
+        ttft = float(np.mean(self.ttft_s[done])) if done.any() else None
+        return itl, ttft
+
+    def miss(self, counted: np.ndarray) -> str:
+        """Why the averages over `counted` break a limit ('' when within)."""
+        itl, ttft = self.averages(counted)
+        if itl is None:
+            return "SLO: no counted request completed"
+        if itl > self.itl_limit_s:
+            return f"SLO: mean ITL {itl * 1000:.1f} ms above {self.itl_limit_s * 1000:g} ms"
+        if self.ttft_limit_s is not None and ttft > self.ttft_limit_s:
+            return f"SLO: mean TTFT {ttft * 1000:.0f} ms above {self.ttft_limit_s * 1000:g} ms"
+        return ""
+
+
 def number_in_system(arrival_s: np.ndarray, finish_s: np.ndarray):
     """(event times, number in system right after each) as step-function breakpoints."""
     arrival_s = np.asarray(arrival_s, dtype=float)
@@ -94,8 +128,10 @@ def mean_in_system(times: np.ndarray, level: np.ndarray, t0: float, t1: float) -
 
 
 def judge(arrival_s, finish_s, met, target: float, *, warmup_s: float = 0.0,
-          end_s: float | None = None, rule: AcceptanceRule = DEFAULT_RULE) -> Verdict:
-    """Apply the acceptance rule of the module docstring to one run."""
+          end_s: float | None = None, rule: AcceptanceRule = DEFAULT_RULE,
+          means: MeanSlo | None = None) -> Verdict:
+    """Apply the acceptance rule of the module docstring to one run (`means`: the paper's
+    averaged SLO, on top of `met`)."""
     arrival_s = np.asarray(arrival_s, dtype=float)
     finish_s = np.asarray(finish_s, dtype=float)
     met = np.asarray(met, dtype=bool) & np.isfinite(finish_s)
@@ -123,6 +159,9 @@ def judge(arrival_s, finish_s, met, target: float, *, warmup_s: float = 0.0,
         return Verdict(False, f"unstable: queue grew from {mid:.1f} to {late:.1f} requests", **verdict)
     if attained < target:
         return Verdict(False, f"SLO: attainment {attained:.4f} below {target:g}", **verdict)
+    miss = "" if means is None else means.miss(window)
+    if miss:
+        return Verdict(False, miss, **verdict)
     return Verdict(True, "", **verdict)
 
 

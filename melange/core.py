@@ -101,12 +101,23 @@ class Workload:
 
 @dataclass(frozen=True)
 class Slo:
-    """Per-request latency limits and the share of requests that must meet them."""
+    """Latency limits and the share of requests that must meet them.
+
+    `definition`: `decode` (vLLM's TPOT per request, after the first token; needs `ttft_ms`),
+    `mean` (per request: e2e / output tokens) or `mean_itl` (the Mélange paper's rule: the mean gap
+    between tokens after the first, over every counted request's tokens, at most `tpot_ms`, and,
+    given `ttft_ms`, the mean TTFT at most that; `attainment` is then the share of requests
+    that must complete)."""
 
     tpot_ms: float
-    definition: Literal["mean", "decode"] = "mean"
+    definition: Literal["mean", "decode", "mean_itl"] = "mean"
     ttft_ms: float | None = None
     attainment: float = 0.99
+
+    @property
+    def per_request(self) -> bool:
+        """Whether each request is judged against the limits (False: averages are, `mean_itl`)."""
+        return self.definition != "mean_itl"
 
     def __post_init__(self) -> None:
         # vLLM's decode TPOT starts at the first token: queueing and prefill are outside it, so

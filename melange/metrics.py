@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 import pandas as pd
 
+from melange.acceptance import MeanSlo
 from melange.core import Slo
 
 
@@ -70,12 +71,28 @@ def tpot_decode(e2e_s, ttft_s, output_tokens):
 
 
 def slo_met(frame: pd.DataFrame, slo: Slo) -> np.ndarray:
-    """Whether each request met the SLO (failed requests never do)."""
+    """Whether each request met the SLO (failed requests never do); under `mean_itl`, whether it
+    completed (its latencies are judged on average, `slo_means`)."""
+    if not slo.per_request:
+        return frame["error"].isna().to_numpy() & np.isfinite(frame["e2e_s"].to_numpy(float))
     tpot = frame["tpot_mean_s"] if slo.definition == "mean" else frame["tpot_decode_s"].fillna(0.0)
     ok = (tpot.to_numpy() * 1000.0 <= slo.tpot_ms) & frame["error"].isna().to_numpy()
     if slo.ttft_ms is not None:
         ok &= frame["ttft_s"].to_numpy() * 1000.0 <= slo.ttft_ms
     return ok
+
+
+def slo_means(frame: pd.DataFrame, slo: Slo) -> MeanSlo | None:
+    """The paper's averaged SLO over `frame`'s requests (row order kept), or None for a
+    per-request definition."""
+    if slo.per_request:
+        return None
+    ok = frame["error"].isna().to_numpy()
+    e2e, ttft = frame["e2e_s"].to_numpy(float), frame["ttft_s"].to_numpy(float)
+    return MeanSlo(decode_s=np.where(ok, e2e - ttft, np.nan),
+                   gaps=np.maximum(frame["output_tokens"].to_numpy(float) - 1, 0),
+                   ttft_s=np.where(ok, ttft, np.nan), itl_limit_s=slo.tpot_ms / 1000.0,
+                   ttft_limit_s=None if slo.ttft_ms is None else slo.ttft_ms / 1000.0)
 
 
 def to_frame(records: list[RequestRecord] | pd.DataFrame, slo: Slo | None = None) -> pd.DataFrame:

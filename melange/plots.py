@@ -128,7 +128,7 @@ def latency_distribution(records: pd.DataFrame, slo: Slo, path: str | Path,
     """Cumulative distributions of TPOT and TTFT (ms) from simulation records, with the SLO lines."""
     plt = _pyplot()
     ok = records[records["error"].isna()] if "error" in records else records
-    tpot_col = "tpot_mean_s" if slo.definition == "mean" else "tpot_decode_s"
+    tpot_col = "tpot_mean_s" if slo.definition == "mean" else "tpot_decode_s"  # mean_itl: its per-request parts
     panels = [(f"TPOT ({slo.definition}, ms)", ok[tpot_col], slo.tpot_ms), ("TTFT (ms)", ok["ttft_s"], slo.ttft_ms)]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, (label, values, limit) in zip(axes, panels):

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from melange.core import MelangeError, Slo
 
 COUNT_MARGIN = 1.2  # expected arrivals in the window per request the rule needs (Poisson noise)
+# `mean_itl` limits no single request's TTFT: a request's wait is bounded by this for run lengths.
+MEAN_ITL_WAIT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -95,11 +97,15 @@ class Trial:
 
 def slo_bound_s(slo: Slo, out_tokens: int) -> float:
     """Longest latency a request with `out_tokens` output tokens may have and still meet the SLO
-    (every valid `Slo` bounds it: `decode` requires a TTFT limit)."""
+    (every valid `Slo` bounds it: `decode` requires a TTFT limit; under `mean_itl`, which judges
+    averages, a request may wait `MEAN_ITL_WAIT_S` or the TTFT limit, whichever is larger)."""
     tpot = slo.tpot_ms / 1000.0
     if slo.definition == "mean":
         return out_tokens * tpot
-    return slo.ttft_ms / 1000.0 + max(out_tokens - 1, 0) * tpot
+    wait = slo.ttft_ms / 1000.0 if slo.ttft_ms is not None else 0.0
+    if slo.definition == "mean_itl":
+        wait = max(wait, MEAN_ITL_WAIT_S)
+    return wait + max(out_tokens - 1, 0) * tpot
 
 
 Search = Generator[Trial, tuple[bool, float | None], float]

@@ -61,7 +61,7 @@ class WorkloadSpec(_Strict):
 
 class SloSpec(_Strict):
     tpot_ms: Millis
-    definition: Literal["mean", "decode"] = "mean"
+    definition: Literal["mean", "decode", "mean_itl"] = "mean"
     ttft_ms: Millis | None = None
     attainment: Annotated[Fraction, Field(gt=0, le=1)] = 0.99
 

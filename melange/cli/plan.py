@@ -75,6 +75,10 @@ def describe_slo(slo: Slo | None) -> str:
     """'TPOT ≤ 100 ms (decode), TTFT ≤ 3000 ms, 99% of requests' or 'no SLO'."""
     if slo is None:
         return "no SLO"
+    if not slo.per_request:
+        ttft = f", mean TTFT ≤ {slo.ttft_ms:g} ms" if slo.ttft_ms is not None else ""
+        return (f"mean ITL ≤ {slo.tpot_ms:g} ms over all requests (the paper's rule){ttft}, "
+                f"{slo.attainment:.0%} of requests completed")
     ttft = f", TTFT ≤ {slo.ttft_ms:g} ms" if slo.ttft_ms is not None else ""
     return f"TPOT ≤ {slo.tpot_ms:g} ms ({slo.definition}){ttft}, {slo.attainment:.0%} of requests"
 

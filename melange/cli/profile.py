@@ -78,9 +78,10 @@ def measured_options(f):
 @click.option("--gpu", required=True, help="Catalog GPU or instance, e.g. A100-80GB or 4xH100.")
 @click.option("--model", required=True, help="Catalog model, e.g. llama-2-7b.")
 @click.option("--slo-tpot", required=True, help="TPOT limit, e.g. 120ms or 0.12s.")
-@click.option("--slo-definition", type=click.Choice(["mean", "decode"]), default=None,
-              help="decode: (e2e - TTFT) / (output - 1), vLLM's, needs --slo-ttft; mean: e2e / output, "
-                   "the paper's. Default: decode with --slo-ttft (as the built-in scenario), else mean.")
+@click.option("--slo-definition", type=click.Choice(["mean", "decode", "mean_itl"]), default=None,
+              help="decode: (e2e - TTFT) / (output - 1) per request, vLLM's, needs --slo-ttft; mean: e2e / "
+                   "output per request; mean_itl: the paper's rule, the mean gap between tokens over all "
+                   "requests (--slo-ttft then limits the mean TTFT). Default: decode with --slo-ttft, else mean.")
 @click.option("--slo-ttft", default=None, help="Optional TTFT limit, e.g. 2s or 500ms.")
 @click.option("--attainment", default="99%", show_default=True,
               help="Share of requests that must meet the SLO, e.g. 99% or 0.99.")

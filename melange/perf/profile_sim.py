@@ -38,7 +38,7 @@ from melange.core import (
     Workload,
 )
 from melange.keys import code_digest, digest
-from melange.metrics import to_frame
+from melange.metrics import slo_means, to_frame
 from melange.perf.catalog import Catalog, Instance, ModelSpec, load_catalog
 from melange.perf.roofline import RooflineParams, roofline_model
 from melange.rate_search import SearchParams, Trial, run_search, search, slo_bound_s
@@ -113,9 +113,17 @@ def trial(job: BucketJob, rate: float, *, confirm: bool = False, seed: int | Non
     sim.run(until=end_s + latency)  # a request still in flight then has surely missed
     arrival, finish = sim.departures()
     frame = to_frame(sim.records(), job.slo)
+    order = frame["request_id"].to_numpy()
     met = np.zeros(len(arrival), dtype=bool)
-    met[frame["request_id"].to_numpy()] = frame["slo_met"].to_numpy()
-    return judge(arrival, finish, met, job.slo.attainment, warmup_s=warmup_s, end_s=end_s, rule=rule)
+    met[order] = frame["slo_met"].to_numpy()
+    means = slo_means(frame, job.slo)
+    if means is not None:  # aligned with the arrivals; requests never finished stay NaN
+        aligned = {k: np.full(len(arrival), np.nan) for k in ("decode_s", "gaps", "ttft_s")}
+        for k, v in aligned.items():
+            v[order] = getattr(means, k)
+        means = replace(means, **aligned)
+    return judge(arrival, finish, met, job.slo.attainment, warmup_s=warmup_s, end_s=end_s, rule=rule,
+                 means=means)
 
 
 def bucket_fits(job: BucketJob) -> bool:

@@ -27,7 +27,7 @@ import numpy as np
 
 from melange.acceptance import DEFAULT_RULE, AcceptanceRule, judge
 from melange.core import BucketGrid, Slo
-from melange.metrics import RequestRecord, slo_met, to_frame
+from melange.metrics import RequestRecord, slo_means, slo_met, to_frame
 from melange.rate_search import SearchParams, Trial, slo_bound_s
 
 MEASURED = SearchParams(rel_tol=0.05, confirm_requests=2000)
@@ -69,7 +69,8 @@ def judge_point(records: list[RequestRecord], slo: Slo, settings: SearchSettings
     finish = arrival + frame["e2e_s"].to_numpy(float)
     end_s = float(arrival.max())
     met = slo_met(frame, slo)
-    v = judge(arrival, finish, met, slo.attainment, warmup_s=warmup_s, end_s=end_s, rule=settings.rule)
+    v = judge(arrival, finish, met, slo.attainment, warmup_s=warmup_s, end_s=end_s, rule=settings.rule,
+              means=slo_means(frame, slo))
     errors = frame["error"].notna()
     out = {"passed": v.passed, "reason": v.reason, "requests": int(len(frame)), "errors": int(errors.sum()),
            "counted": v.counted, "attainment": v.attainment, "throughput_ratio": v.throughput_ratio,

@@ -27,9 +27,11 @@ from melange.validate.check import (
     RunSettings,
     confirm,
     floor_failures,
+    itl_limit,
     pool,
     run_check,
     run_settings,
+    score,
 )
 
 MIN_CELL_REQUESTS = 20  # fewer requests in a cell say too little to tighten it
@@ -116,21 +118,22 @@ class PlanReport:
 
 
 def tighten(profiles: dict[str, Profile], evidence: list[RunCheck], target: float, step: float,
-            only: set[tuple[str, int, int]] | None = None) -> tuple[dict[str, Profile], list[dict]]:
+            only: set[tuple[str, int, int]] | None = None,
+            itl_limit_s: float | None = None) -> tuple[dict[str, Profile], list[dict]]:
     """Lower max_rate of the cells (gpu, i, j) the failed runs in `evidence` blame (module
-    docstring), or of those among them in `only`."""
+    docstring), or of those among them in `only`; `itl_limit_s`: the paper's averaged SLO."""
     new = {name: replace(p, max_rate=p.max_rate.copy()) for name, p in profiles.items()}
     factors: dict[tuple[str, int, int], tuple[float, float | None, str]] = {}
     cells = pool([r.cells for r in evidence], ["bucket_in", "bucket_out", "gpu"])
     cells = cells[(cells["bucket_in"] >= 0) & (cells["bucket_out"] >= 0)]  # outside the grid: no cell
-    pooled = floor_failures(pool([r.buckets for r in evidence], ["bucket_in", "bucket_out"]), target)
+    pooled = floor_failures(pool([r.buckets for r in evidence], ["bucket_in", "bucket_out"]), target, itl_limit_s)
     low = {tuple(f["bucket"]) for f in pooled + [f for r in evidence for f in r.floor_failures]}
     for row in cells.itertuples():
-        att = row.met / row.requests
+        att, reached = row.met / row.requests, score(row, target, itl_limit_s)
         bucket = (int(row.bucket_in), int(row.bucket_out))
-        if att >= target or (row.requests < MIN_CELL_REQUESTS and bucket not in low):
+        if reached >= 1 or (row.requests < MIN_CELL_REQUESTS and bucket not in low):
             continue
-        factors[(row.gpu, *bucket)] = (min(step, max(MIN_FACTOR, att / target)), att, "attainment")
+        factors[(row.gpu, *bucket)] = (min(step, max(MIN_FACTOR, reached)), att, "attainment")
     for gpu in unstable_gpus(evidence):
         ratio = min(r.gpu_stability[gpu].throughput_ratio or 1.0 for r in evidence if gpu in r.gpu_stability)
         factor = min(step, max(MIN_FACTOR, ratio))
@@ -160,7 +163,7 @@ def tighten_until_changed(sc: Scenario, plan: Plan, profiles: dict[str, Profile]
     pending = None
     for _ in range(MAX_RETIGHTEN):
         profiles, changes = tighten(profiles, evidence, sc.slo.attainment, step if pending is None else RETIGHTEN,
-                                    only=pending)
+                                    only=pending, itl_limit_s=itl_limit(sc.slo))
         for c in changes:
             key = (c["gpu"], *c["bucket"])
             first[key] = {**c, "old": first[key]["old"]} if key in first else c
