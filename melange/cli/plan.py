@@ -59,7 +59,8 @@ def baselines_table(report: PlanReport, singles: dict[str, BaselineResult]) -> T
         table.add_column(col, justify="left" if col == "plan" else "right")
     best = report.best
     if best is not None:
-        table.add_row("Mélange plan", str(sum(best.counts.values())), "", f"{best.cost:.3f}",
+        label = "Mélange plan" if report.choice in (None, "mix") else f"answer ({report.choice} only)"
+        table.add_row(label, str(sum(best.counts.values())), "", f"{best.cost:.3f}",
                       pct(report.validation.attainment), "")
     for name, b in singles.items():
         if b.count is None:
@@ -83,6 +84,22 @@ def describe_slo(slo: Slo | None) -> str:
     return f"TPOT ≤ {slo.tpot_ms:g} ms ({slo.definition}){ttft}, {slo.attainment:.0%} of requests"
 
 
+def capacity_table(cal) -> Table:
+    """Each calibration round: per GPU type in use, the solver's count, the fleet's fewest, the factor."""
+    from rich.table import Table
+
+    table = Table(title="Capacity: solver's count vs the fewest instances that hold each type's share "
+                        "(within = 15 % or one instance)")
+    for col in ("round", "$/h", "type", "share req/s", "solver", "fleet", "error", "factor"):
+        table.add_column(col, justify="left" if col == "type" else "right")
+    for k, r in enumerate(cal.rounds, 1):
+        for f in r["fits"]:
+            table.add_row(str(k), f"{r['cost']:.3f}", f["gpu"], f"{f['rate']:.3g}", str(f["solver_count"]),
+                          "-" if f["fewest"] is None else str(f["fewest"]),
+                          "-" if f["error"] is None else f"{f['error']:.2f}", f"{r['factors'].get(f['gpu'], 1.0):.3g}")
+    return table
+
+
 def print_verdict(out: Console, sc: Scenario, report: PlanReport, max_rounds: int) -> None:
     """The plan, its split, and whether (and on how much fresh traffic) it held."""
     from melange.report import plan_table, shares_table
@@ -100,6 +117,10 @@ def print_verdict(out: Console, sc: Scenario, report: PlanReport, max_rounds: in
                "- no cell had enough requests to blame for the last round's misses (raise --requests)")
         out.print(f"[red]no plan held the SLO on fresh traffic {why}[/]")
     else:
+        if report.choice not in (None, "mix"):
+            mix = "" if report.mix is None else f" (the held mix: ${report.mix.cost:.3f}/h)"
+            out.print(f"[bold]the answer is one GPU type[/]: {report.best.counts[report.choice]} × {report.choice} "
+                      f"held for less than any mix{mix}")
         lo, hi = v.interval
         out.print(f"[green]held on fresh traffic[/]: attainment {pct(v.attainment)} (95% CI {pct(lo)}–{pct(hi)}) "
                   f"over {v.counted:,} counted requests on seeds {', '.join(map(str, v.seeds))}, never tuned "
@@ -120,7 +141,8 @@ def print_verdict(out: Console, sc: Scenario, report: PlanReport, max_rounds: in
 @click.option("--seed", type=SEED, help="Tuning seed (default: the scenario's); fresh seeds follow it.")
 @click.option("--confirm", "confirm_runs", type=click.IntRange(1, 20), default=2, show_default=True,
               help="Confirmation runs on fresh seeds a plan must pass to hold.")
-@click.option("--baselines", is_flag=True, help="Also find each GPU type's fewest instances that hold.")
+@click.option("--baselines", is_flag=True, help="Kept for scripts: every GPU type's fewest instances that hold are "
+              "always found, since the answer is the cheapest plan that held, a single type included.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Processes for the confirmation runs (same results, less wall time).")
 @click.option("--force", is_flag=True, help="Accept profile files made for another GPU, model, SLO or grid.")
@@ -136,7 +158,7 @@ def plan(ctx, scenario, normalize, extra, slice_factor, headroom, utilization, t
     from melange.cli import EXIT_GOAL_MISSED
     from melange.report import console
     from melange.scenario import load_scenario
-    from melange.validate import plan_and_validate, plan_document, run_settings, validated_baselines, why_not_validated
+    from melange.validate import plan_cheapest, plan_document, run_settings, why_not_validated
     from melange.validate.store import RunDir, inputs_hash
 
     check_output(output, "-o", is_dir=True)
@@ -152,14 +174,10 @@ def plan(ctx, scenario, normalize, extra, slice_factor, headroom, utilization, t
     out = console()
     print_header(out, sc, settings, store, done, checks)
     with out.status("solving and simulating…") as status:
-        report = interruptible(plan_and_validate, sc, max_rounds=max_rounds, resume=done, progress=status.update,
-                               workers=workers, on_round=lambda r: on_round(out, store, r), **opts)
-        if store:  # the plan is safe on disk before the (longer) baseline search starts
-            store.write_plan(plan_document(report, None))
-        singles = None
-        if baselines and settings is not None:
-            singles = interruptible(validated_baselines, sc, known=checks, progress=status.update,
-                                    workers=workers, on_check=store.log_check if store else None, **opts)
+        report = interruptible(plan_cheapest, sc, max_rounds=max_rounds, resume=done, known=checks,
+                               progress=status.update, workers=workers, on_round=lambda r: on_round(out, store, r),
+                               on_check=store.log_check if store else None, **opts)
+    singles = report.singles
     print_results(out, sc, report, singles, max_rounds)
     if store:
         out.print(f"wrote {store.write_plan(plan_document(report, singles))} and {output}/rounds.jsonl")
@@ -209,6 +227,8 @@ def print_results(out: Console, sc: Scenario, report: PlanReport, singles, max_r
     """Rounds, the plan, the verdict, and the baselines with the saving."""
     from melange.validate import saving
 
+    if report.calibration is not None and report.calibration.rounds:
+        out.print(capacity_table(report.calibration))
     out.print(rounds_table(report.rounds, report.target))
     print_verdict(out, sc, report, max_rounds)
     if singles is not None:

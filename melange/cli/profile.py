@@ -91,6 +91,8 @@ def measured_options(f):
 @click.option("--max-num-seqs", type=int, default=256, show_default=True)
 @click.option("--max-num-batched-tokens", type=int, default=None,
               help="Chunked-prefill token budget per step (default: off).")
+@click.option("--trace", default=None, help="--simulate: lengths inside each bucket from this trace's requests "
+              "there (a CSV or a built-in trace name), as the workload's; default: uniform in the bucket.")
 @click.option("--engine-preset", default=None,
               help="CPU overheads of the roofline: a catalog engine preset (default: today's vLLM).")
 @catalog_option
@@ -103,7 +105,7 @@ def measured_options(f):
 @measured_options
 def profile(simulate: bool, gpu: str, model: str, slo_tpot: str, slo_definition: str, slo_ttft: str | None,
             attainment: str, grid_text: str, max_model_len: int | None, max_num_seqs: int,
-            max_num_batched_tokens: int | None, engine_preset: str | None, extra: tuple[str, ...], workers: int | None, seed: int, cache_dir: str | None,
+            max_num_batched_tokens: int | None, trace: str | None, engine_preset: str | None, extra: tuple[str, ...], workers: int | None, seed: int, cache_dir: str | None,
             no_cache: bool, output: str, quiet: bool, **measured) -> None:
     """Build a GPU profile: the highest req/s one instance sustains per bucket under the SLO.
 
@@ -149,17 +151,23 @@ def profile(simulate: bool, gpu: str, model: str, slo_tpot: str, slo_definition:
         return
     spec = catalog.model(model)
     preset = catalog.engine(engine_preset)  # checked before the long work
+    if trace is not None:
+        from melange.traces import load_trace, resolve_trace_path
+
+        trace = str(resolve_trace_path(trace))
+        load_trace(trace)  # a bad trace is one line before the long work
     engine = EngineConfig(max_num_seqs=max_num_seqs, max_model_len=max_model_len,
                           max_num_batched_tokens=max_num_batched_tokens)
     start = time.perf_counter()
     result = build_profile(catalog.instance(gpu), spec, slo, grid, engine=engine, catalog=catalog,
                            roofline=RooflineParams(preset=preset.name), search=SearchParams(seed=seed),
-                           workers=workers, cache=False if no_cache else cache_dir, progress=not quiet,
+                           workers=workers, cache=False if no_cache else cache_dir, progress=not quiet, trace=trace,
                            notify=lambda msg: click.echo(msg, err=True))
     doc = profile_document(result, spec.name, slo, grid, engine={"max_num_seqs": max_num_seqs,
                                                                   "max_model_len": max_model_len,
                                                                   "max_num_batched_tokens": max_num_batched_tokens},
-                           engine_preset=preset.name, rule=RULE_TEXT)
+                           engine_preset=preset.name, rule=RULE_TEXT,
+                           **({} if trace is None else {"lengths_trace": Path(trace).name}))
     import yaml
 
     atomic_write_text(output, yaml.safe_dump(doc, sort_keys=False, width=120))

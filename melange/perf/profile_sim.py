@@ -1,7 +1,8 @@
 """Sim-profiles: a GPU profile (max req/s per bucket under the SLO) without hardware.
 
-For each bucket, simulate ONE instance serving only that bucket's requests (lengths uniform in
-the bucket, Poisson arrivals) and find the highest rate that passes `melange.acceptance.judge`,
+For each bucket, simulate ONE instance serving only that bucket's requests (Poisson arrivals;
+lengths drawn from the workload's trace inside the bucket when a trace is given, else uniform in
+the bucket) and find the highest rate that passes `melange.acceptance.judge`,
 the one rule every load test in Mélange is judged by: the system is stable (departures keep pace
 with arrivals, the queue late in the run no longer than mid-run), enough requests are counted to
 tell the target (`rule.min_counted`), and the SLO attainment after warm-up meets the target.
@@ -11,6 +12,12 @@ band, stepping down until it passes) are `melange.rate_search`'s, shared with th
 profiler. A bucket whose largest request cannot fit (KV capacity or the engine's max model length)
 gets 0, as does one that fails even nearly idle.
 
+**Monotone by dominance**: a bucket whose requests are no longer in either length than another's
+is never given a lower rate: each cell is raised to the highest rate of any cell at or beyond it
+in both input and output (`monotone`). An instance that keeps up with larger requests at a rate
+keeps up with smaller ones; a lower searched rate there is the noise of a short bucket (a p99 of
+per-request TPOT over a few tokens is ruled by one neighbour's prefill), not a property of it.
+
 Buckets run in parallel processes and each result is cached on disk as JSON, keyed by a hash of
 every input (hardware, model, step model, engine, SLO, bucket edges, search settings) and of the
 simulator's, acceptance rule's and perf model's source code, so a change in any of them recomputes.
@@ -18,6 +25,7 @@ simulator's, acceptance rule's and perf model's source code, so a change in any 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -42,11 +50,12 @@ from melange.metrics import slo_means, to_frame
 from melange.perf.catalog import Catalog, Instance, ModelSpec, load_catalog
 from melange.perf.roofline import RooflineParams, roofline_model
 from melange.rate_search import SearchParams, Trial, run_search, search, slo_bound_s
+from melange.traces import load_trace, resolve_trace_path
 
 CODE_FILES = ("core.py", "metrics.py", "acceptance.py", "rate_search.py", "sim/*.py", "perf/catalog.py",
               "perf/roofline.py", "perf/profile_sim.py")
-RULE_TEXT = ("melange.acceptance.judge on one instance fed only the bucket (Poisson, lengths uniform "
-             "in the bucket): stable, >= min_counted requests after warm-up, attainment >= target; "
+RULE_TEXT = ("melange.acceptance.judge on one instance fed only the bucket (Poisson, lengths from "
+             "the trace inside the bucket, else uniform): stable, >= min_counted requests after warm-up, attainment >= target; "
              "confirmed on a 4x longer trial of >= 10,000 arrivals with a fresh seed at half the allowed "
              "misses, else 5 % lower")
 
@@ -78,6 +87,7 @@ class BucketJob:
     j: int
     max_len: int
     search: SearchParams
+    trace: str | None = None  # a trace file whose requests in the bucket give the lengths
 
 
 def trial(job: BucketJob, rate: float, *, confirm: bool = False, seed: int | None = None, scale: float = 1.0,
@@ -105,7 +115,7 @@ def trial(job: BucketJob, rate: float, *, confirm: bool = False, seed: int | Non
     end_s = warmup_s + window_s
     onehot = np.zeros(job.grid.shape)
     onehot[job.i, job.j] = 1.0
-    workload = Workload(job.grid, onehot, rate)
+    workload = Workload(job.grid, onehot, rate, lengths="trace" if job.trace else "uniform", trace=job.trace)
     plan = Plan(counts={job.gpu: 1}, share={job.gpu: onehot}, cost=0.0)
     rng = np.random.default_rng(seed)
     arrivals = make_arrivals(workload, rng, duration_s=end_s)
@@ -127,9 +137,28 @@ def trial(job: BucketJob, rate: float, *, confirm: bool = False, seed: int | Non
 
 
 def bucket_fits(job: BucketJob) -> bool:
-    """Whether the bucket's largest request fits the KV cache and the max model length."""
+    """Whether the bucket's largest request (the trace's, when it has some there) fits the KV
+    cache and the max model length."""
     largest = job.grid.in_edges[job.i + 1] - 1 + job.grid.out_edges[job.j + 1] - 1
+    if job.trace:
+        t = load_trace(job.trace)
+        bi, bo = job.grid.bucket_of(t.input_tokens, t.output_tokens)
+        mine = (bi == job.i) & (bo == job.j)
+        if mine.any():
+            largest = int(np.max(t.input_tokens[mine] + t.output_tokens[mine]))
     return largest <= min(job.step_model.kv_capacity_tokens, job.max_len)
+
+
+def monotone(rates: np.ndarray) -> np.ndarray:
+    """Each cell raised to the highest rate at or beyond it in both lengths (module docstring)."""
+    out = np.array(rates, dtype=float)
+    for i in range(out.shape[0] - 1, -1, -1):
+        for j in range(out.shape[1] - 1, -1, -1):
+            if i + 1 < out.shape[0]:
+                out[i, j] = max(out[i, j], out[i + 1, j])
+            if j + 1 < out.shape[1]:
+                out[i, j] = max(out[i, j], out[i, j + 1])
+    return out
 
 
 def _first_guess(job: BucketJob) -> float:
@@ -212,10 +241,11 @@ def build_profile(gpu: str | Instance, model: str | ModelSpec, slo: Slo, grid: B
                   roofline: RooflineParams | None = None, step_model: StepTimeModel | None = None,
                   search: SearchParams | None = None, workers: int | None = None,
                   cache: str | Path | bool | None = None, progress: bool = False,
-                  notify=lambda message: None) -> Profile:
+                  trace: str | Path | None = None, notify=lambda message: None) -> Profile:
     """Max req/s per bucket of one `gpu` instance serving `model` under `slo`, by simulation.
 
-    `step_model` overrides the roofline (e.g. a fitted model); `cache`: a directory, None for
+    `step_model` overrides the roofline (e.g. a fitted model); `trace`: lengths inside each bucket
+    from this trace's requests there (buckets it never visits: uniform); `cache`: a directory, None for
     the default one, False for none; `workers`: processes (default: all cores); `notify(text)`
     hears about resumed, recomputed and (on Ctrl-C/SIGTERM) kept buckets. Each bucket is cached
     as it finishes, so an interrupted run keeps its finished buckets and a re-run resumes."""
@@ -228,14 +258,16 @@ def build_profile(gpu: str | Instance, model: str | ModelSpec, slo: Slo, grid: B
     search = search or SearchParams()
     max_len = engine.max_model_len or spec.max_context
     engine = replace(engine, max_model_len=max_len)  # the model's context, enforced in the sim
-    jobs = [BucketJob(instance.name, step_model, engine, slo, grid, i, j, max_len, search)
+    trace = None if trace is None else str(resolve_trace_path(trace))
+    jobs = [BucketJob(instance.name, step_model, engine, slo, grid, i, j, max_len, search, trace)
             for i in range(grid.shape[0]) for j in range(grid.shape[1])]
 
     paths: list[Path | None] = [None] * len(jobs)
     if cache is not False:
         root = cache_dir(None if cache in (None, True) else cache) / "sim-profiles"
         common = {"instance": instance, "model": spec, "step_model": step_model, "engine": engine,
-                  "slo": slo, "search": search, "max_len": max_len, "code": code_version()}
+                  "slo": slo, "search": search, "max_len": max_len, "code": code_version(),
+                  "trace": None if trace is None else hashlib.sha256(Path(trace).read_bytes()).hexdigest()}
         paths = [root / f"{digest({**common, 'in': grid.in_edges[j.i:j.i + 2], 'out': grid.out_edges[j.j:j.j + 2]})}.json"
                  for j in jobs]
 
@@ -257,7 +289,7 @@ def build_profile(gpu: str | Instance, model: str | ModelSpec, slo: Slo, grid: B
                 else "not kept (--no-cache)")
         notify(f"stopped: {done[0]}/{len(jobs)} buckets finished, {kept}")
         raise
-    return Profile(instance.name, rates, source="simulated")
+    return Profile(instance.name, monotone(rates), source="simulated")
 
 
 def _run(jobs, todo, paths, rates, workers, done, progress, label) -> None:

@@ -6,6 +6,9 @@
   per-bucket floor, the warm-up on top of the counted traffic;
 - `baselines.py`: the fewest instances of each single GPU type that hold, and the saving
   (`validated_baselines` -> {gpu: `BaselineResult`});
+- `capacity.py`: capacity factors that make the solver's counts agree with the fleet, both ways;
+- `cheapest.py`: the answer, the cheapest plan that held among the calibrated mix and every
+  single type (`plan_cheapest` -> `PlanReport`);
 - `store.py`: the `plan -o DIR` directory (inputs hash, durable rounds log, resume).
 
 Every function takes plain, picklable inputs (a Scenario and numbers), reports through optional
@@ -20,6 +23,7 @@ from melange.validate.baselines import (
     trim_plan,
     validated_baselines,
 )
+from melange.validate.cheapest import plan_cheapest
 from melange.validate.check import (
     BUCKET_MIN_REQUESTS,
     Confirmation,
@@ -48,6 +52,7 @@ __all__ = [
     "RunSettings",
     "confirm",
     "plan_and_validate",
+    "plan_cheapest",
     "plan_document",
     "run_check",
     "run_settings",

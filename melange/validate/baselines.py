@@ -55,12 +55,14 @@ def single_type_plan(sc: Scenario, gpu: str, count: int) -> Plan | None:
 
 
 def smallest_holding(holds: Callable[[int], bool], start: int, lo: int, hi: int) -> int | None:
-    """Smallest n in [lo, hi] with holds(n), for `holds` monotone in n; probes from `start`."""
+    """Smallest n in [lo, hi] with holds(n), for `holds` monotone in n; probes from `start`:
+    one fewer first (a count about right is settled in two probes), then steps that double, or
+    halve the count when that is further (a start far too high), then bisection."""
     start = min(max(start, lo), hi)
     if holds(start):
         good, step = start, 1
         while good - step >= lo and holds(good - step):
-            good, step = good - step, step * 2
+            good, step = good - step, max(step * 2, (good - step) // 2)
         bad = max(good - step, lo - 1)
     else:
         bad, step = start, 1
@@ -149,12 +151,13 @@ def trim_plan(sc: Scenario, plan: Plan, *, requests: int | None = None, duration
               progress: Callable[[str], None] | None = None) -> tuple[Plan, Confirmation | None, dict]:
     """Fewer instances of a held plan, judged as baselines are (the baselines' seeds): first try
     each type away entirely (its buckets handed to the other types in use, `_without`), largest
-    spend first; then, most expensive type first, drop instances (same shares, the type's load on
-    fewer instances) while the plan holds, until one fewer of that type fails. Returns (plan, its confirmation or None
-    if nothing was dropped, {"GPU=n": held} of every count tried).
+    spend first; then, most expensive type first, the fewest instances of that type that keep
+    the plan holding (same shares, the other types fixed), by the baselines' own search
+    (`smallest_holding`). Returns (plan, its confirmation or None if nothing was dropped,
+    {"GPU=n": held} of every count tried).
 
     So that a comparison is fair: baselines are searched down to the fewest instances that hold,
-    and a Mélange plan built on the same conservative profiles gets the same chance."""
+    and a Mélange plan gets the same search."""
     seed = sc.simulation.seed if seed is None else seed
     settings = run_settings(sc, requests=requests, duration_s=duration_s)
     seeds = confirmation_seeds(seed, confirm_runs)
@@ -172,20 +175,24 @@ def trim_plan(sc: Scenario, plan: Plan, *, requests: int | None = None, duration
             counts, plan, held = trial, candidate, (candidate, check)
     for gpu in sorted((g for g, n in counts.items() if n > 0), key=lambda g: -cost[g]):
         busy = bool(np.any(np.asarray(plan.share.get(gpu, 0.0)) > 0))
-        floor, step = (1 if busy else 0), 1
-        while counts[gpu] - step >= floor:  # drop 1, 2, 4, ... while it holds; back off on a failure
-            trial = {**counts, gpu: counts[gpu] - step}
-            candidate = Plan(trial, plan.share, sum(n * cost[g] for g, n in trial.items()), status="trimmed")
+        found: dict[int, tuple[Plan, Confirmation | None]] = {counts[gpu]: (plan, None)}
+
+        def holds(n: int, gpu: str = gpu) -> bool:
+            if n == counts[gpu]:
+                return True  # the plan as it stands held
+            trial = {**counts, gpu: n}
+            candidate = Plan(trial, plan.share, sum(k * cost[g] for g, k in trial.items()), status="trimmed")
             if progress:
-                progress(f"trim: trying {trial[gpu]} x {gpu}")
+                progress(f"trim: trying {n} x {gpu}")
             check = confirm(sc, candidate, seeds, settings)
-            tried[f"{gpu}={trial[gpu]}"] = check.held
-            if check.held:
-                counts, held, step = trial, (candidate, check), step * 2
-            elif step == 1:
-                break
-            else:
-                step //= 2
+            tried[f"{gpu}={n}"] = check.held
+            found[n] = (candidate, check)
+            return check.held
+
+        fewest = smallest_holding(holds, counts[gpu], 1 if busy else 0, counts[gpu])
+        if fewest is not None and fewest < counts[gpu]:
+            counts = {**counts, gpu: fewest}
+            plan, held = found[fewest][0], found[fewest]
     return (plan, None, tried) if held is None else (held[0], held[1], tried)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from melange.core import MelangeError, Plan, Profile
 from melange.optimizer import solve
@@ -85,6 +86,12 @@ class PlanReport:
     settings: RunSettings | None = None
     tuning_seed: int | None = None
     resumed: int = 0  # rounds taken from a previous run instead of simulated
+    # Set by `cheapest.plan_cheapest`: what else was examined and which candidate is the answer.
+    calibration: Any = None  # capacity.Calibration
+    singles: dict | None = None  # gpu -> baselines.BaselineResult
+    trim: dict | None = None  # {"from_cost", "tried"}
+    choice: str | None = None  # "mix", or the GPU type whose single-type fleet held for less
+    mix: Plan | None = None  # the held mix when a single type was chosen over it
 
     @property
     def held(self) -> bool:
@@ -93,10 +100,12 @@ class PlanReport:
 
     def validation_dict(self) -> dict:
         """The `validation` object of plan.json."""
-        conf = self.validation or next((r.confirmation for r in reversed(self.rounds) if r.confirmation), None)
+        # A confirmation is reported only beside the plan it confirmed: the held one's, else the
+        # last round's own (an earlier round's figures belong to another plan).
+        conf = self.validation or (self.rounds[-1].confirmation if self.rounds else None)
         s = self.settings
         return {
-            "held": self.held, "target": self.target,
+            "held": self.held, "target": self.target, "choice": self.choice,
             "attainment": None if conf is None else conf.attainment,
             "interval": None if conf is None else [round(v, 6) for v in conf.interval],
             "counted": None if conf is None else conf.counted,
@@ -109,6 +118,9 @@ class PlanReport:
             "rounds": [{"round": r.index, "cost": r.plan.cost, "counts": r.plan.counts,
                         "attainment": r.attainment, "held": r.held, "reason": r.why_not(),
                         "tightened": len(r.tightened)} for r in self.rounds],
+            "capacity": None if self.calibration is None else self.calibration.to_dict(),
+            "trim": self.trim,
+            "mix": None if self.mix is None else {"counts": self.mix.counts, "cost": self.mix.cost},
         }
 
     def to_dict(self) -> dict:
