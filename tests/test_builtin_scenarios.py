@@ -31,7 +31,7 @@ def test_the_paper_scenarios_are_all_there():
 def test_builtin_scenario_loads_and_describes_itself(name):
     sc = load_scenario(BUILTIN_SCENARIOS / f"{name}.yaml")  # profile metadata must match: no --force
     doc = yaml.safe_load((BUILTIN_SCENARIOS / f"{name}.yaml").read_text())
-    assert "TPOT" in doc["description"] and "mean" in doc["description"]  # says why not the paper's mean
+    assert "TPOT" in doc["description"] and "mean" in doc["description"]  # says which rule it uses
     assert {g.name: g.cost for g in sc.gpus} == {"L4": 0.70, "A10G": 1.01, "A100-80GB": 3.67, "H100": 7.516}
     assert (doc.get("engine_preset") == "vllm-0.2") == (not name.endswith("-today"))
     busy = sc.workload.bucket_rates() > 0
@@ -40,8 +40,9 @@ def test_builtin_scenario_loads_and_describes_itself(name):
 
 
 @pytest.mark.parametrize("name, traces, weights", [
-    ("chat-4k", ["splitwise_conv"], None), ("summarization-4k", [ARXIV], None),
-    ("mixed-4k", ["splitwise_conv", ARXIV], [0.8, 0.2])])
+    ("chat-4k", ["arena_synthetic"], None), ("chat-azure-4k", ["splitwise_conv"], None),
+    ("summarization-4k", [ARXIV], None), ("mixed-4k", ["arena_synthetic", ARXIV], [0.8, 0.2]),
+    ("mixed-azure-4k", ["splitwise_conv", ARXIV], [0.8, 0.2])])
 def test_4k_workloads_are_what_their_traces_give(name, traces, weights):
     doc = yaml.safe_load((BUILTIN_SCENARIOS / "workloads" / f"{name}.yaml").read_text())
     dist, facts = build_workload(traces, GRID_4K, weights)

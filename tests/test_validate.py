@@ -24,7 +24,7 @@ from melange.validate import (
     tighten,
 )
 from melange.validate.check import floor_failures
-from tests.validate_scenarios import growing_queue, scenario, two_buckets
+from tests.validate_scenarios import SLOW, growing_queue, scenario, two_buckets
 
 
 def test_honest_profile_holds_in_the_first_round_on_fresh_seeds(tmp_path):
@@ -186,7 +186,10 @@ def test_without_an_slo_plan_solves_and_says_why_it_did_not_validate():
 
 
 def test_no_plan_held_is_exit_code_1(tmp_path):
-    result = CliRunner().invoke(cli, ["plan", scenario(tmp_path, max_rate=200.0), "--rounds", "1"])
+    """Every step takes 100 ms against a 60 ms TPOT: no count of any type holds, mix or single."""
+    gpus = [{"name": "G", "cost": 1.0, "profile": [[200.0]], "step_time": SLOW, "engine": {"max_num_seqs": 32},
+             "max_count": 4}]
+    result = CliRunner().invoke(cli, ["plan", scenario(tmp_path, max_rate=200.0, gpus=gpus), "--rounds", "1"])
     assert result.exit_code == 1 and "no plan held" in result.output
 
 

@@ -113,7 +113,7 @@ def print_verdict(out: Console, sc: Scenario, report: PlanReport, max_rounds: in
     if reason:
         out.print(f"[yellow]not validated: {reason}[/]")
     elif v is None:
-        why = (f"within {max_rounds} rounds" if len(report.rounds) >= max_rounds else
+        why = (f"- {report.stopped}" if report.stopped else f"within {max_rounds} rounds" if len(report.rounds) >= max_rounds else
                "- no cell had enough requests to blame for the last round's misses (raise --requests)")
         out.print(f"[red]no plan held the SLO on fresh traffic {why}[/]")
     else:

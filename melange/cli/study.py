@@ -41,5 +41,5 @@ def paper(rates, scenarios, requests, workers, output, plot_dir, no_plot):
                            on_point=on_point)
     for name, table in tables.items():
         out.print(savings_view(table, f"{name}: Mélange vs the cheapest validated single type"))
-    out.print(summary_frame(tables).to_string(index=False))
+    out.print(summary_frame(tables, output).to_string(index=False))
     out.print(f"wrote {write_report(output, tables, plot_dir=plot_dir, plots=not no_plot, requests=requests)}")

@@ -16,7 +16,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from melange.acceptance import wilson_interval
 from melange.core import MelangeError, Plan, Profile, Slo
 from melange.keys import code_digest, digest
 from melange.scenario import (
@@ -30,8 +29,9 @@ from melange.scenario import (
 # `only`: "all" GPU types (Mélange) or one type's name (its single-type plan), for comparisons.
 AXES = ("only", "slice_factor", "rate", "slo_tpot_ms", "headroom", "seed")
 # Source a point's result depends on: a change in any of these recomputes finished points.
-CODE_FILES = ("core.py", "scenario.py", "scenario_schema.py", "fields.py", "workloads.py", "traces.py",
-              "metrics.py", "acceptance.py", "validate/*.py", "optimizer/*.py", "sim/*.py", "perf/*.py", "study/point.py")
+CODE_FILES = ("core.py", "scenario.py", "scenario_schema.py", "fields.py", "workloads.py", "traces.py", "units.py",
+              "metrics.py", "acceptance.py", "rate_search.py", "keys.py", "validate/*.py", "optimizer/*.py", "sim/*.py",
+              "perf/*.py", "study/point.py")
 
 
 def scenario_path(name: str | Path) -> Path:
@@ -165,7 +165,7 @@ def evaluate_point(scenario_doc: dict, point: dict, validate: bool) -> dict[str,
             plan = solve(sc.workload, sc.gpus, sc.profiles, sc.solve)
             row.update(_plan_fields(plan), rounds=1, solve_s=plan.solve_time_s or 0.0)
         else:
-            row.update(_validated(sc, single=point.get("only") not in (None, "all"), trim=point.get("only") == "all"))
+            row.update(_validated(sc, single=point.get("only") not in (None, "all")))
     except MelangeError as exc:  # infeasible, or a point the scenario cannot take: a result too
         message = str(exc)
         row.update(status="infeasible" if message.startswith("infeasible") else "error", message=message)
@@ -175,12 +175,11 @@ def evaluate_point(scenario_doc: dict, point: dict, validate: bool) -> dict[str,
     return row
 
 
-def _validated(sc: Scenario, single: bool = False, trim: bool = False) -> dict:
-    """The one call into melange.validate: the validation loop, or for a one-type point
-    (`only` = a GPU type) its validated baseline (fewest instances that hold; one fewer fails).
-    `trim` (the `only: all` point of a comparison): the held plan then drops instances while it
-    holds on the baselines' seeds, so Mélange and the baselines are searched down alike."""
-    from melange.validate import plan_and_validate, trim_plan, why_not_validated
+def _validated(sc: Scenario, single: bool = False) -> dict:
+    """The one call into melange.validate: `melange plan`'s answer (`plan_cheapest`: the
+    calibrated mix, trimmed, or a single type that held for less), or for a one-type point
+    (`only` = a GPU type) its validated baseline (fewest instances that hold; one fewer fails)."""
+    from melange.validate import plan_cheapest, why_not_validated
 
     reason = why_not_validated(sc)
     if reason:
@@ -188,26 +187,21 @@ def _validated(sc: Scenario, single: bool = False, trim: bool = False) -> dict:
     if single:
         return _baseline(sc)
     start = time.perf_counter()
-    report = plan_and_validate(sc, seed=sc.simulation.seed)
+    report = plan_cheapest(sc, seed=sc.simulation.seed)
     elapsed = time.perf_counter() - start
     out = _plan_fields(report.best or report.rounds[-1].plan)
-    attained, counted, interval = _evidence(report)
-    if interval is None and attained is not None and counted:
-        interval = wilson_interval(round(attained * counted), counted)
+    conf = report.validation
     solve_s = sum(r.plan.solve_time_s or 0.0 for r in report.rounds)
-    out.update(held=report.best is not None, attainment=attained, counted=counted,
-               attainment_lo=None if interval is None else interval[0],
-               attainment_hi=None if interval is None else interval[1],
-               rounds=len(report.rounds), solve_s=solve_s, sim_s=max(0.0, elapsed - solve_s))
+    out.update(held=report.best is not None, attainment=None if conf is None else conf.attainment,
+               counted=None if conf is None else conf.counted,
+               attainment_lo=None if conf is None else conf.interval[0],
+               attainment_hi=None if conf is None else conf.interval[1],
+               rounds=len(report.rounds), solve_s=solve_s, sim_s=max(0.0, elapsed - solve_s),
+               choice=report.choice, trim=report.trim,
+               mix_cost=None if report.mix is None else report.mix.cost,
+               capacity=None if report.calibration is None else report.calibration.to_dict())
     if report.best is None:
         out["status"] = "not held"
-    elif trim:
-        plan, conf, tried = trim_plan(sc, report.best, seed=sc.simulation.seed)
-        out["trim"] = {"from_cost": report.best.cost, "tried": tried}
-        if conf is not None:
-            out.update(_plan_fields(plan), attainment=conf.attainment, counted=conf.counted,
-                       attainment_lo=conf.interval[0], attainment_hi=conf.interval[1])
-        out["sim_s"] = max(0.0, time.perf_counter() - start - solve_s)
     return out
 
 
@@ -226,12 +220,3 @@ def _baseline(sc: Scenario) -> dict:
     out.update(_plan_fields(single_type_plan(sc, gpu, b.count)), attainment=conf.attainment,
                counted=conf.counted, attainment_lo=conf.interval[0], attainment_hi=conf.interval[1])
     return out
-
-
-def _evidence(report) -> tuple[float | None, int | None, tuple[float, float] | None]:
-    """(attainment, counted requests, interval) behind a report's verdict."""
-    if hasattr(report, "validation_dict"):  # confirmed plans: the fresh-seed confirmation decides
-        v = report.validation_dict()
-        return v.get("attainment"), v.get("counted"), tuple(v["interval"]) if v.get("interval") else None
-    final = report.rounds[-1]  # one simulation per round: the last round's run decides
-    return final.attainment, int((final.summary or {}).get("counted") or 0), None

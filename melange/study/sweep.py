@@ -40,7 +40,7 @@ from melange.study.point import (
 
 POINTS_FILE = "points.jsonl"
 TABLE_COLUMNS = ["key", "scenario", *AXES, "validate", "status", "cost", "attainment", "attainment_lo",
-                 "attainment_hi", "counted", "held", "rounds", "solve_s", "sim_s", "wall_s", "message"]
+                 "attainment_hi", "counted", "held", "choice", "rounds", "solve_s", "sim_s", "wall_s", "message"]
 
 
 @dataclass

@@ -55,14 +55,13 @@ def single_type_plan(sc: Scenario, gpu: str, count: int) -> Plan | None:
 
 
 def smallest_holding(holds: Callable[[int], bool], start: int, lo: int, hi: int) -> int | None:
-    """Smallest n in [lo, hi] with holds(n), for `holds` monotone in n; probes from `start`:
-    one fewer first (a count about right is settled in two probes), then steps that double, or
-    halve the count when that is further (a start far too high), then bisection."""
+    """Smallest n in [lo, hi] with holds(n), for `holds` monotone in n; probes from `start`
+    (one fewer first, then steps that double), then bisects."""
     start = min(max(start, lo), hi)
     if holds(start):
         good, step = start, 1
         while good - step >= lo and holds(good - step):
-            good, step = good - step, max(step * 2, (good - step) // 2)
+            good, step = good - step, step * 2
         bad = max(good - step, lo - 1)
     else:
         bad, step = start, 1

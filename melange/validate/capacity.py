@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from melange.core import Plan, Profile
+from melange.core import MelangeError, Plan, Profile
 from melange.keys import digest
 from melange.optimizer import solve
 from melange.optimizer.milp import ceilings
@@ -202,9 +202,17 @@ def calibrate(sc: Scenario, checker: Checker, factors: dict[str, float] | None =
               max_rounds: int = MAX_ROUNDS, progress: Callable[[str], None] | None = None) -> Calibration:
     """Capacity factors that make the solver's counts agree with the fleet (module docstring)."""
     cal = Calibration(dict(factors or {}))
+    before = None  # the factors of the last plan that solved
     for index in range(1, max_rounds + 1):
         profiles = scaled(sc.profiles, cal.factors)
-        plan = solve(sc.workload, sc.gpus, profiles, sc.solve)
+        try:
+            plan = solve(sc.workload, sc.gpus, profiles, sc.solve)
+        except MelangeError:
+            if before is None and not factors:
+                raise  # the scenario itself cannot be solved: its own message
+            cal.factors = before if before is not None else {}  # scaled past a cap: keep what solved
+            break
+        before = dict(cal.factors)
         if progress:
             progress(f"capacity round {index}: fitting {', '.join(g for g, n in plan.counts.items() if n)}")
         solver_loads = loads(sc, plan, profiles)

@@ -92,6 +92,7 @@ class PlanReport:
     trim: dict | None = None  # {"from_cost", "tried"}
     choice: str | None = None  # "mix", or the GPU type whose single-type fleet held for less
     mix: Plan | None = None  # the held mix when a single type was chosen over it
+    stopped: str = ""  # why the loop stopped before a plan held, when not for lack of rounds
 
     @property
     def held(self) -> bool:
@@ -181,7 +182,10 @@ def tighten_until_changed(sc: Scenario, plan: Plan, profiles: dict[str, Profile]
             first[key] = {**c, "old": first[key]["old"]} if key in first else c
         if not changes:
             break
-        new = solve(sc.workload, sc.gpus, profiles, sc.solve)
+        try:
+            new = solve(sc.workload, sc.gpus, profiles, sc.solve)
+        except MelangeError:  # tightened past the availability caps: the next round says so
+            break
         pending = {(c["gpu"], *c["bucket"]) for c in changes
                    if not answered(new, plan, c, sc.slo.attainment, stubborn=stubborn(c, history))}
         if not pending:
@@ -267,7 +271,13 @@ def plan_and_validate(sc: Scenario, *, max_rounds: int = 5, requests: int | None
     if report.held or (report.rounds and not report.rounds[-1].tightened):
         return report
     for index in range(len(report.rounds) + 1, max_rounds + 1):
-        plan = solve(sc.workload, sc.gpus, profiles, sc.solve)
+        try:
+            plan = solve(sc.workload, sc.gpus, profiles, sc.solve)
+        except MelangeError as exc:
+            if not report.rounds:
+                raise  # the scenario itself cannot be solved
+            report.stopped = f"the tightened profiles no longer fit: {exc}"
+            break
         if progress:
             progress(f"round {index}: simulating ${plan.cost:.3f}/h on the tuning seed {tuning}")
         tune = run_check(sc, plan, tuning, settings)
