@@ -59,7 +59,7 @@ def baselines_table(report: PlanReport, singles: dict[str, BaselineResult]) -> T
         table.add_column(col, justify="left" if col == "plan" else "right")
     best = report.best
     if best is not None:
-        label = "Mélange plan" if report.choice in (None, "mix") else f"answer ({report.choice} only)"
+        label = "Mélange plan" if report.mix is None else f"answer ({report.choice} only)"
         table.add_row(label, str(sum(best.counts.values())), "", f"{best.cost:.3f}",
                       pct(report.validation.attainment), "")
     for name, b in singles.items():
@@ -117,10 +117,9 @@ def print_verdict(out: Console, sc: Scenario, report: PlanReport, max_rounds: in
                "- no cell had enough requests to blame for the last round's misses (raise --requests)")
         out.print(f"[red]no plan held the SLO on fresh traffic {why}[/]")
     else:
-        if report.choice not in (None, "mix"):
-            mix = "" if report.mix is None else f" (the held mix: ${report.mix.cost:.3f}/h)"
+        if report.choice not in (None, "mix") and report.mix is not None:
             out.print(f"[bold]the answer is one GPU type[/]: {report.best.counts[report.choice]} × {report.choice} "
-                      f"held for less than any mix{mix}")
+                      f"held for less than the held mix (${report.mix.cost:.3f}/h)")
         lo, hi = v.interval
         out.print(f"[green]held on fresh traffic[/]: attainment {pct(v.attainment)} (95% CI {pct(lo)}–{pct(hi)}) "
                   f"over {v.counted:,} counted requests on seeds {', '.join(map(str, v.seeds))}, never tuned "

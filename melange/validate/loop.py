@@ -93,6 +93,7 @@ class PlanReport:
     choice: str | None = None  # "mix", or the GPU type whose single-type fleet held for less
     mix: Plan | None = None  # the held mix when a single type was chosen over it
     stopped: str = ""  # why the loop stopped before a plan held, when not for lack of rounds
+    holdout: list[dict] | None = None  # the answer's last check, on seeds no other step simulated
 
     @property
     def held(self) -> bool:
@@ -120,7 +121,7 @@ class PlanReport:
                         "attainment": r.attainment, "held": r.held, "reason": r.why_not(),
                         "tightened": len(r.tightened)} for r in self.rounds],
             "capacity": None if self.calibration is None else self.calibration.to_dict(),
-            "trim": self.trim,
+            "trim": self.trim, "holdout": self.holdout,
             "mix": None if self.mix is None else {"counts": self.mix.counts, "cost": self.mix.cost},
         }
 
