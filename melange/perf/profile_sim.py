@@ -12,15 +12,9 @@ band, stepping down until it passes) are `melange.rate_search`'s, shared with th
 profiler. A bucket whose largest request cannot fit (KV capacity or the engine's max model length)
 gets 0, as does one that fails even nearly idle.
 
-**Monotone by dominance**: a bucket whose requests are no longer in either length than another's
-is never given a lower rate: each cell is raised to the highest rate of any cell at or beyond it
-in both input and output (`monotone`). An instance that keeps up with larger requests at a rate
-keeps up with smaller ones; a lower searched rate there is the noise of a short bucket (a p99 of
-per-request TPOT over a few tokens is ruled by one neighbour's prefill), not a property of it.
-
-Buckets run in parallel processes and each result is cached on disk as JSON, keyed by a hash of
-every input (hardware, model, step model, engine, SLO, bucket edges, search settings) and of the
-simulator's, acceptance rule's and perf model's source code, so a change in any of them recomputes.
+The table is made monotone after the search (`perf/monotone.py`): a bucket of requests no longer
+in either length than another's never gets a lower rate, and no cell is published above the rate
+its own search saw hold.
 """
 
 from __future__ import annotations
@@ -48,6 +42,7 @@ from melange.core import (
 from melange.keys import code_digest, digest
 from melange.metrics import slo_means, to_frame
 from melange.perf.catalog import Catalog, Instance, ModelSpec, load_catalog
+from melange.perf.monotone import monotone
 from melange.perf.roofline import RooflineParams, roofline_model
 from melange.rate_search import SearchParams, Trial, run_search, search, slo_bound_s
 from melange.traces import load_trace, resolve_trace_path
@@ -147,18 +142,6 @@ def bucket_fits(job: BucketJob) -> bool:
         if mine.any():
             largest = int(np.max(t.input_tokens[mine] + t.output_tokens[mine]))
     return largest <= min(job.step_model.kv_capacity_tokens, job.max_len)
-
-
-def monotone(rates: np.ndarray) -> np.ndarray:
-    """Each cell raised to the highest rate at or beyond it in both lengths (module docstring)."""
-    out = np.array(rates, dtype=float)
-    for i in range(out.shape[0] - 1, -1, -1):
-        for j in range(out.shape[1] - 1, -1, -1):
-            if i + 1 < out.shape[0]:
-                out[i, j] = max(out[i, j], out[i + 1, j])
-            if j + 1 < out.shape[1]:
-                out[i, j] = max(out[i, j], out[i, j + 1])
-    return out
 
 
 def _first_guess(job: BucketJob) -> float:
