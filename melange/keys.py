@@ -56,3 +56,18 @@ def code_digest(patterns: tuple[str, ...], length: int = 16) -> str:
             h.update(str(f.relative_to(PACKAGE_DIR)).encode())
             h.update(f.read_bytes())
     return h.hexdigest()[:length]
+
+
+# Source a validated result (a sweep point, a `plan -o` run) depends on: a change recomputes it.
+RESULT_CODE_FILES = ("core.py", "scenario.py", "scenario_schema.py", "fields.py", "workloads.py", "traces.py",
+                     "units.py", "metrics.py", "acceptance.py", "rate_search.py", "keys.py", "validate/*.py",
+                     "optimizer/*.py", "sim/*.py", "perf/*.py", "study/point.py")
+
+
+def trace_digests(paths: list) -> dict[str, str]:
+    """Content hashes of the trace files named (a result depends on their contents, not names)."""
+    out = {}
+    for name in paths:
+        if name and Path(name).is_file():
+            out[str(name)] = hashlib.sha256(Path(name).read_bytes()).hexdigest()
+    return out

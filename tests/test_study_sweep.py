@@ -252,8 +252,8 @@ def test_a_point_that_crashes_is_an_error_row_and_the_sweep_goes_on(tmp_path, mo
             raise RuntimeError("boom")
         return real(sc, **kwargs)
 
-    real = melange.validate.plan_and_validate
-    monkeypatch.setattr(melange.validate, "plan_and_validate", broken)
+    real = melange.validate.plan_cheapest
+    monkeypatch.setattr(melange.validate, "plan_cheapest", broken)
     sweep = Sweep.create(loop_scenario(tmp_path), {"rate": [10, 40]}, validate=True)
     table = run_sweep(sweep, tmp_path / "out", executor=LocalExecutor(1))
     assert list(table["status"]) == ["ok", "error"]
@@ -276,15 +276,12 @@ def test_validated_point_reads_a_confirmed_plans_report(tmp_path, monkeypatch):
     import melange.validate
     from melange.core import Plan
 
-    class Confirmed:  # the shape of melange.validate's PlanReport with confirmation
-        def __init__(self, plan):
-            self.best, self.rounds = plan, [type("R", (), {"plan": plan})()]
-
-        def validation_dict(self):
-            return {"held": True, "attainment": 0.996, "interval": [0.993, 0.998], "counted": 12000}
+    from melange.validate import Confirmation, PlanReport, Round
 
     plan = Plan({"G": 2}, {"G": np.ones((1, 1))}, 2.0, solve_time_s=0.01)
-    monkeypatch.setattr(melange.validate, "plan_and_validate", lambda sc, **kw: Confirmed(plan))
+    conf = Confirmation(True, 0.996, (0.993, 0.998), 0.95, 12000, [4, 5], [])
+    report = PlanReport([Round(1, plan, 0.99, True)], plan, 0.95, validation=conf, choice="mix")
+    monkeypatch.setattr(melange.validate, "plan_cheapest", lambda sc, **kw: report)
     doc = yaml.safe_load(loop_scenario(tmp_path).read_text())
     row = evaluate_point(doc, {"rate": 40}, True)
     assert row["status"] == "ok" and row["held"] is True and row["counts"] == {"G": 2}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -77,8 +79,9 @@ def summary_table(summary: dict, title: str) -> Table:
 @scenario_argument
 @click.option("--plan", "plan_path", required=True, metavar="PLAN.json",
               help="Plan to simulate, as written by `melange solve -o` or `melange plan -o`.")
-@click.option("--duration", help="Simulate arrivals for this long: 1h, 30m or 90s.")
-@click.option("--requests", type=click.IntRange(min=1), help="Simulate this many requests.")
+@click.option("--duration", help="Count arrivals for this long after the warm-up: 1h, 30m or 90s.")
+@click.option("--requests", type=click.IntRange(min=1),
+              help="Count this many requests; the warm-up's arrivals are simulated on top (as in plan).")
 @click.option("--seed", type=SEED, help="Random seed (default: the scenario's, else 0).")
 @click.option("--router", type=click.Choice(ROUTER_NAMES), help="Instance choice within a GPU type.")
 @click.option("--warmup", help="Leave requests arriving before this out of the aggregates (e.g. 5m).")
@@ -110,6 +113,12 @@ def simulate(scenario, plan_path, duration, requests, seed, router, warmup, exac
         requests = DEFAULT_REQUESTS
     warmup_s = parse_duration(warmup, "--warmup", allow_zero=True) if warmup else sim.warmup_s
     workload = sc.workload
+    # One meaning everywhere (as `plan`): --requests / --duration are what is counted; the
+    # warm-up's arrivals come on top, so a warm-up never swallows the run.
+    if requests is not None:
+        requests += math.ceil(workload.rate * warmup_s)
+    if duration_s is not None:
+        duration_s += warmup_s
     horizon = duration_s or (requests / workload.rate if requests else None)
     out = console()
     with Progress(TextColumn("simulating"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f} s"),

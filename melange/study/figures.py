@@ -13,7 +13,8 @@ from melange.scenario import Scenario
 
 
 def plan_records(sc: Scenario, plan: Plan, *, seed: int, requests: int | None = None) -> pd.DataFrame:
-    """Request records of one simulation of `plan` on `sc` (warm-up on top, as validation runs)."""
+    """The counted request records of one simulation of `plan` on `sc` (the warm-up's arrivals are
+    simulated on top and left out, as in validation runs)."""
     from melange.sim import simulate
     from melange.validate import run_settings
 
@@ -21,7 +22,9 @@ def plan_records(sc: Scenario, plan: Plan, *, seed: int, requests: int | None = 
     res = simulate(plan, sc.workload, sc.step_models, sc.engines, sc.slo, requests=settings.sim_requests,
                    duration_s=settings.sim_duration_s, seed=seed, router=settings.router,
                    warmup_s=settings.warmup_s)
-    return res.records
+    rec = res.records
+    start = settings.window_start(rec["arrival_s"].to_numpy(float))
+    return rec[rec["arrival_s"] >= start].reset_index(drop=True)
 
 
 def plan_figures(sc: Scenario, plan: Plan, out_dir: str | Path, *, records: pd.DataFrame | None = None,

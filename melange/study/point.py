@@ -10,14 +10,13 @@ and the point's key (`point_key`) hashes everything that decides its result.
 from __future__ import annotations
 
 import copy
-import hashlib
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from melange.core import MelangeError, Plan, Profile, Slo
-from melange.keys import code_digest, digest
+from melange.keys import RESULT_CODE_FILES, code_digest, digest, trace_digests
 from melange.scenario import (
     BUILTIN_SCENARIOS,
     Scenario,
@@ -28,12 +27,6 @@ from melange.scenario import (
 
 # `only`: "all" GPU types (Mélange) or one type's name (its single-type plan), for comparisons.
 AXES = ("only", "slice_factor", "rate", "slo_tpot_ms", "headroom", "seed")
-# Source a point's result depends on: a change in any of these recomputes finished points.
-CODE_FILES = ("core.py", "scenario.py", "scenario_schema.py", "fields.py", "workloads.py", "traces.py", "units.py",
-              "metrics.py", "acceptance.py", "rate_search.py", "keys.py", "validate/*.py", "optimizer/*.py", "sim/*.py",
-              "perf/*.py", "study/point.py")
-
-
 def scenario_path(name: str | Path) -> Path:
     """A scenario file: as given, or a built-in one named by stem."""
     path = Path(name)
@@ -65,13 +58,12 @@ def portable_document(name: str | Path) -> tuple[dict, Scenario]:
 def _trace_digests(doc: dict) -> dict[str, str]:
     """Content hashes of the trace files a document points at (lengths or arrivals from them)."""
     w = doc["workload"]
-    names = [w.get("trace"), (w.get("arrival") or {}).get("trace")]
-    return {n: hashlib.sha256(Path(n).read_bytes()).hexdigest() for n in names if n and Path(n).is_file()}
+    return trace_digests([w.get("trace"), (w.get("arrival") or {}).get("trace")])
 
 
 def code_version() -> str:
     """Hash of the package version and the source a point's result depends on."""
-    return code_digest(CODE_FILES)
+    return code_digest(RESULT_CODE_FILES)
 
 
 def point_key(doc: dict, point: dict, validate: bool, code: str) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 import melange
 from melange.core import MelangeError
 from melange.files import append_jsonl, atomic_write_text, check_writable, read_jsonl
-from melange.keys import canonical, digest
+from melange.keys import RESULT_CODE_FILES, canonical, code_digest, digest, trace_digests
 from melange.scenario import Scenario
 from melange.validate.check import Confirmation
 from melange.validate.loop import Round
@@ -25,9 +25,15 @@ RUN, ROUNDS, PLAN = "run.json", "rounds.jsonl", "plan.json"
 
 
 def inputs_hash(sc: Scenario, **options) -> str:
-    """Hash of everything that decides a run's results: the scenario's content and `options`."""
+    """Hash of everything that decides a run's results: the scenario's content, the contents of
+    the traces it reads (lengths, arrivals), `options` and the code."""
+    from melange.traces import resolve_trace_path
+
     parts = {f.name: getattr(sc, f.name) for f in dataclasses.fields(sc) if f.name != "source"}
-    return digest({"scenario": parts, "options": options, "melange": melange.__version__}, 16)
+    w, base = sc.workload, None if sc.source is None else sc.source.parent
+    names = [resolve_trace_path(n, base) for n in (w.trace, w.arrival.trace) if n]
+    return digest({"scenario": parts, "traces": trace_digests(names), "options": options,
+                   "code": code_digest(RESULT_CODE_FILES)}, 16)
 
 
 class RunDir:
