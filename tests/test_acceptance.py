@@ -64,3 +64,10 @@ def test_wilson_interval_contains_the_estimate(k, n):
     k = min(k, n)
     lo, hi = wilson_interval(k, n)
     assert 0 <= lo <= k / n <= hi <= 1
+
+
+def test_wilson_interval_pinned_to_published_values():
+    """Issue 16 (a test that could not fail): the Wilson score interval's textbook values."""
+    assert tuple(round(v, 4) for v in wilson_interval(990, 1000)) == (0.9817, 0.9946)
+    assert tuple(round(v, 4) for v in wilson_interval(0, 10)) == (0.0, 0.2775)
+    assert tuple(round(v, 4) for v in wilson_interval(10, 10)) == (0.7225, 1.0)

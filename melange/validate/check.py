@@ -24,7 +24,16 @@ from itertools import repeat
 import numpy as np
 import pandas as pd
 
-from melange.acceptance import DEFAULT_RULE, AcceptanceRule, Verdict, judge, wilson_interval
+from melange.acceptance import (
+    DEFAULT_RULE,
+    AcceptanceRule,
+    Verdict,
+    batch_counts,
+    batch_interval,
+    judge,
+    overdispersion,
+    wilson_interval,
+)
 from melange.core import MelangeError, Plan
 from melange.metrics import slo_means
 from melange.scenario import Scenario
@@ -104,6 +113,7 @@ class RunCheck:
     cells: pd.DataFrame  # bucket_in, bucket_out, gpu, requests, met
     gpu_stability: dict[str, Verdict] = field(default_factory=dict)  # per GPU type, stability only
     floor_failures: list[dict] = field(default_factory=list)
+    batches: np.ndarray | None = None  # (met, counted) per span of the window (acceptance.batch_counts)
 
     @property
     def passed(self) -> bool:
@@ -145,8 +155,9 @@ def run_check(sc: Scenario, plan: Plan, seed: int, settings: RunSettings) -> Run
         mine = (rec["gpu"] == gpu).to_numpy()
         stability[str(gpu)] = judge(arrival[mine], finish[mine], met[mine], 0.0, warmup_s=start, end_s=end,
                                     rule=STABILITY_ONLY)
+    batches = batch_counts(arrival, met, start, end)
     return RunCheck(seed, verdict, int(met[window].sum()), buckets, cells, stability,
-                    floor_failures(buckets, target, itl_limit(sc.slo)))
+                    floor_failures(buckets, target, itl_limit(sc.slo), overdispersion(batches)), batches)
 
 
 def itl_limit(slo) -> float | None:
@@ -164,14 +175,16 @@ def score(row, target: float, itl_limit_s: float | None) -> float:
 
 
 def floor_failures(buckets: pd.DataFrame, target: float, itl_limit_s: float | None = None,
-                   min_requests: int = BUCKET_MIN_REQUESTS) -> list[dict]:
+                   phi: float = 1.0, min_requests: int = BUCKET_MIN_REQUESTS) -> list[dict]:
     """Buckets with enough requests whose Wilson upper bound on attainment is below `target`
-    or (the paper's averaged SLO) whose mean ITL is above `itl_limit_s`."""
+    or (the paper's averaged SLO) whose mean ITL is above `itl_limit_s`. `phi`: how clustered the
+    misses are (`acceptance.overdispersion`); a bucket's counts count for 1 / phi of as many
+    independent requests."""
     out = []
     for row in buckets.itertuples():
         if row.requests < min_requests:
             continue
-        _, hi = wilson_interval(int(row.met), int(row.requests))
+        _, hi = wilson_interval(row.met / phi, row.requests / phi)
         slow = itl_limit_s is not None and getattr(row, "gaps", 0) > 0 and row.decode_s / row.gaps > itl_limit_s
         if hi < target or slow:
             out.append({"bucket": [int(row.bucket_in), int(row.bucket_out)], "requests": int(row.requests),
@@ -203,7 +216,7 @@ class Confirmation:
 
     held: bool
     attainment: float | None  # pooled over the runs
-    interval: tuple[float, float]  # 95 % Wilson interval of the pooled attainment
+    interval: tuple[float, float]  # 95 % interval of the pooled attainment (batch means, >= Wilson)
     target: float
     counted: int
     seeds: list[int]
@@ -246,9 +259,12 @@ def confirm(sc: Scenario, plan: Plan, seeds: list[int], settings: RunSettings, *
     counted = sum(r.verdict.counted for r in runs)
     met = sum(r.met for r in runs)
     reasons = [f"seed {r.seed}: {r.verdict.reason}" for r in runs if not r.verdict.passed]
-    low = floor_failures(pool([r.buckets for r in runs], ["bucket_in", "bucket_out"]), target, itl_limit(sc.slo))
+    batches = np.concatenate([r.batches for r in runs if r.batches is not None] or [np.zeros((0, 2))])
+    low = floor_failures(pool([r.buckets for r in runs], ["bucket_in", "bucket_out"]), target, itl_limit(sc.slo),
+                         overdispersion(batches))
     reasons += [floor_reason(f) for f in low[:MAX_REASONS]]
     if len(low) > MAX_REASONS:
         reasons.append(f"and {len(low) - MAX_REASONS} more buckets below the floor")
+    interval = batch_interval(batches) if len(batches) else wilson_interval(met, counted)
     return Confirmation(not reasons and len(runs) == len(seeds), met / counted if counted else None,
-                        wilson_interval(met, counted), target, counted, [r.seed for r in runs], reasons, runs)
+                        interval, target, counted, [r.seed for r in runs], reasons, runs)
