@@ -99,3 +99,61 @@ def test_the_interval_widens_when_misses_come_in_bursts():
     lo, hi = batch_interval(burst)
     assert round(lo, 4) == 0.9674 and hi == 1.0  # 0.99 -/+ t(9) x 0.01 (from the spans' spread)
     assert overdispersion(even) == 1.0 and round(overdispersion(burst)) == 101  # 100x the binomial variance: 1/101 as many independent requests
+
+
+def test_outputs_are_written_with_the_users_umask(tmp_path):
+    """Issue 16: plan.json, table.csv and profiles were 0600 where other outputs are 0644."""
+    import os
+
+    from melange.files import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "plan.json", "{}")
+    finally:
+        os.umask(old)
+    assert (path.stat().st_mode & 0o777) == 0o644
+
+
+def test_sweep_limits_are_checked_before_any_work(tmp_path):
+    """Issue 16: `--rate 2000000` and `--seed -1` were accepted, `--slice-factor 5000` failed per
+    point, `--plot /dev/null` gave a traceback after all the work, a failed sweep left an empty folder."""
+    for args, field in ((["--rate", "2000000"], "--rate"), (["--seed", "-1"], "--seed"),
+                        (["--slice-factor", "5000"], "--slice-factor"), (["--plot", "/dev/null"], "--plot")):
+        out = tmp_path / field.strip("-")
+        result = CliRunner().invoke(cli, ["sweep", "default", *args, "-o", str(out)])
+        assert result.exit_code == 2 and field in result.output and "Traceback" not in result.output, result.output
+    result = CliRunner().invoke(cli, ["compare", "default", "--rate", "4", "--plot", "/dev/null", "-o",
+                                      str(tmp_path / "c")])
+    assert result.exit_code == 2 and "--plot" in result.output
+
+
+def test_a_failed_point_says_why_and_the_sweep_exits_1(tmp_path, monkeypatch):
+    """Issue 16: sweep/compare/study showed only "error" for a failed point, and exited 0."""
+    import melange.study.point as point
+
+    real = point.apply_point
+
+    def broken(doc, p):
+        if p.get("rate") == 30.0:
+            raise ValueError("expected non-negative integer")
+        return real(doc, p)
+
+    monkeypatch.setattr(point, "apply_point", broken)
+    from pathlib import Path
+
+    small = Path(__file__).parent / "data" / "small.yaml"
+    result = CliRunner().invoke(cli, ["sweep", str(small), "--rate", "10,30", "--workers", "1", "-o", str(tmp_path / "s")])
+    assert result.exit_code == 1
+    assert "error at rate=30.0: ValueError: expected non-negative integer" in result.output
+
+
+def test_bad_input_leaves_no_output_folder(tmp_path):
+    """Issue 16: failed compare/sweep left empty output folders (and the tests an empty
+    compare-default/ in the repository root)."""
+    for args in (["compare", "default", "--rate", "x", "-o", str(tmp_path / "c")],
+                 ["sweep", "default", "--rate", "0", "-o", str(tmp_path / "s")],
+                 ["study", "paper", "--scenarios", "nope", "-o", str(tmp_path / "p")]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2, result.output
+    assert list(tmp_path.iterdir()) == []

@@ -95,7 +95,7 @@ def test_compare_cli_resumes_and_plan_plot(study_dir, tmp_path):
     assert "saving" in res.output and (tmp_path / "p" / "cost_vs_rate.png").is_file()
     res = runner.invoke(cli, ["compare", "default", "--rate", "x"])
     assert res.exit_code == 2 and "--rate" in res.output
-    res = runner.invoke(cli, ["plan", "--requests", str(REQUESTS), "--plot", str(tmp_path / "plan"),
+    res = runner.invoke(cli, ["plan", "--requests", "1000", "--plot", str(tmp_path / "plan"),
                               "-o", str(tmp_path / "run")])
     assert res.exit_code == 0, res.output
     for name in ("bucket_map", "latency", "attainment_per_bucket"):

@@ -41,19 +41,23 @@ def savings_view(table, title: str):
 @click.option("--workers", type=click.IntRange(min=1), help="Parallel workers (default: all cores).")
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="Directory (default: compare-SCENARIO).")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False), help="Directory for PNG/SVG plots.")
-def compare(scenario, rate, requests, workers, output, plot_dir):
+@click.pass_context
+def compare(ctx, scenario, rate, requests, workers, output, plot_dir):
     """Validated Mélange plan vs each GPU type's fewest instances that hold, at every --rate."""
-    from melange.cli.sweep import _list, _rate
+    from melange.cli.options import check_output
+    from melange.cli.sweep import _list, _rate, report_failures
     from melange.files import check_writable
     from melange.report import console
     from melange.study.compare import compare_plots, compare_sweep
 
     output = output or f"compare-{Path(scenario).stem}"
+    sweep = compare_sweep(scenario, _list(rate, _rate, "--rate"), requests=requests)  # inputs first: no empty folders
     check_writable(Path(output) / "points.jsonl", "-o")
-    sweep = compare_sweep(scenario, _list(rate, _rate, "--rate"), requests=requests)
+    check_output(plot_dir, "--plot", is_dir=True)
     out = console()
     table = run_with_progress(sweep, output, workers, out)
     out.print(savings_view(table, f"{sweep.name}: Mélange vs the cheapest validated single type"))
     out.print(f"wrote {Path(output) / 'table.csv'} ({len(table)} points)")
     if plot_dir:
         out.print(f"wrote {len(compare_plots(table, plot_dir, sweep.name))} plots to {plot_dir}")
+    report_failures(out, table, ctx)

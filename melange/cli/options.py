@@ -19,8 +19,10 @@ def parse_slice_factor(text: str) -> int | str:
     """An integer >= 1, or 'continuous'."""
     if text == "continuous":
         return text
-    if not text.isdigit() or int(text) < 1:
-        raise MelangeError(f"--slice-factor: '{text}' must be an integer >= 1 or 'continuous'")
+    from melange.optimizer.milp import MAX_SLICE_FACTOR
+
+    if not text.isdigit() or not 1 <= int(text) <= MAX_SLICE_FACTOR:
+        raise MelangeError(f"--slice-factor: '{text}' must be an integer in 1..{MAX_SLICE_FACTOR} or 'continuous'")
     return int(text)
 
 

@@ -22,17 +22,23 @@ def study() -> None:
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False),
               help="Directory for PNG/SVG plots, linked from the report (default: DIR/plots).")
 @click.option("--no-plot", is_flag=True, help="A report without plots (faster).")
-def paper(rates, scenarios, requests, workers, output, plot_dir, no_plot):
+@click.pass_context
+def paper(ctx, rates, scenarios, requests, workers, output, plot_dir, no_plot):
     """Mélange vs every single GPU type on the paper's workloads and SLOs; writes DIR/report.md."""
     from melange.cli.compare import savings_view
-    from melange.cli.sweep import _list, _rate, points_progress
+    from melange.cli.options import check_output
+    from melange.cli.sweep import _list, _rate, points_progress, report_failures
     from melange.files import check_writable
     from melange.report import console
     from melange.study import make_executor
+    from melange.study.compare import compare_sweep
     from melange.study.paper import PAPER_SCENARIOS, run_study, summary_frame, write_report
 
-    check_writable(Path(output) / "report.md", "-o")
     names = tuple(_list(scenarios, str, "--scenarios")) or PAPER_SCENARIOS
+    for name in names:  # inputs first: no empty folders
+        compare_sweep(name, _list(rates, _rate, "--rates"), requests=requests)
+    check_writable(Path(output) / "report.md", "-o")
+    check_output(plot_dir, "--plot", is_dir=True)
     out = console()
     with points_progress(out, output) as (on_start, on_point):
         tables = run_study(output, scenarios=names, rates=tuple(_list(rates, _rate, "--rates")),
@@ -43,3 +49,6 @@ def paper(rates, scenarios, requests, workers, output, plot_dir, no_plot):
         out.print(savings_view(table, f"{name}: Mélange vs the cheapest validated single type"))
     out.print(summary_frame(tables, output).to_string(index=False))
     out.print(f"wrote {write_report(output, tables, plot_dir=plot_dir, plots=not no_plot, requests=requests)}")
+    import pandas as pd
+
+    report_failures(out, pd.concat(tables.values(), ignore_index=True), ctx)

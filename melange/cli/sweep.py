@@ -28,15 +28,31 @@ def _rate(text: str) -> float:
         value = float(text)
     except ValueError:
         raise MelangeError(f"--rate: '{text}' is not a number") from None
-    if not 0 < value < float("inf"):
-        raise MelangeError("--rate: must be a finite number > 0")
+    from melange.fields import MAX_RATE
+
+    if not 0 < value <= MAX_RATE:
+        raise MelangeError(f"--rate: must be a number > 0 and at most {MAX_RATE:,.0f} req/s, got '{text}'")
     return value
 
 
 def _seed(text: str) -> int:
-    if not text.lstrip("-").isdigit():
-        raise MelangeError(f"--seed: '{text}' is not an integer")
+    if not text.isdigit():
+        raise MelangeError(f"--seed: '{text}' must be an integer >= 0")
     return int(text)
+
+
+def report_failures(out, table, ctx: click.Context) -> None:
+    """Print why each failed point failed (one line each) and exit 1 when any did: a table of
+    'error' cells is not a result."""
+    failed = table[table["status"].isin(["error", "infeasible"])] if len(table) else table
+    if failed.empty:
+        return
+    axes = [a for a in ("only", "slice_factor", "rate", "slo_tpot_ms", "headroom", "seed") if table[a].nunique() > 1]
+    for r in failed.to_dict("records"):
+        where = ", ".join(f"{a}={r[a]}" for a in axes) or "the point"
+        out.print(f"[red]{r['status']}[/] at {where}: {r['message']}")
+    out.print(f"[red]{len(failed)} of {len(table)} points failed[/]")
+    ctx.exit(1)
 
 
 def parse_axes(only, slice_factor, rate, slo_tpot, headroom, seed) -> dict[str, list]:
@@ -129,17 +145,19 @@ def _progress_callbacks(progress):
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help="Directory for points.jsonl (resumable log) and table.csv/.parquet.")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False), help="Directory for PNG/SVG plots.")
-def sweep(scenario, slice_factor, rate, slo_tpot, headroom, seed, only, validate, requests, kind, address,
+@click.pass_context
+def sweep(ctx, scenario, slice_factor, rate, slo_tpot, headroom, seed, only, validate, requests, kind, address,
           workers, output, plot_dir):
     """Solve (or --validate) SCENARIO at every combination of the given axis values."""
-
+    from melange.cli.options import check_output
     from melange.files import check_writable
     from melange.report import console
     from melange.study import Sweep, make_executor, prepare_profiles, run_sweep
 
     axes = parse_axes(only, slice_factor, rate, slo_tpot, headroom, seed)
+    study = Sweep.create(scenario, axes, validate=validate, requests=requests)  # inputs first: no empty folders
     check_writable(Path(output) / "points.jsonl", "-o")
-    study = Sweep.create(scenario, axes, validate=validate, requests=requests)
+    check_output(plot_dir, "--plot", is_dir=True)
     executor = make_executor(kind, workers=workers, address=address)
     out = console()
     prepare_profiles(study, workers, progress=True)  # its own progress bar; cached per bucket
@@ -152,3 +170,4 @@ def sweep(scenario, slice_factor, rate, slo_tpot, headroom, seed, only, validate
 
         target = (study.doc.get("slo") or {}).get("attainment", 0.99) if validate else None
         out.print(f"wrote {len(sweep_plots(table, plot_dir, target))} plots to {plot_dir}")
+    report_failures(out, table, ctx)

@@ -62,9 +62,14 @@ Where our numbers differ from the paper's, and why:
 """
 
 
+def folder(name: str) -> str:
+    """The output folder of a scenario: a built-in's name, or a scenario file's stem ('my.yaml' -> 'my')."""
+    return Path(name).stem if name.endswith((".yaml", ".yml", ".json")) else Path(name).name
+
+
 def scenario_key(name: str) -> str:
     """'chat-120ms' -> 'chat_120ms' (the JSON key of benchmarks/study.py)."""
-    return name.replace("-", "_")
+    return folder(name).replace("-", "_")
 
 
 def run_study(out_dir: str | Path, *, scenarios: tuple[str, ...] = PAPER_SCENARIOS,
@@ -78,7 +83,7 @@ def run_study(out_dir: str | Path, *, scenarios: tuple[str, ...] = PAPER_SCENARI
     for name, sweep in sweeps.items():
         if on_scenario:
             on_scenario(name)
-        tables[name] = run_sweep(sweep, Path(out_dir) / name, executor=executor, on_start=on_start,
+        tables[name] = run_sweep(sweep, Path(out_dir) / folder(name), executor=executor, on_start=on_start,
                                  on_point=on_point)
     return tables
 
@@ -151,7 +156,7 @@ def study_savings(tables: dict[str, pd.DataFrame], out_dir: str | Path | None = 
             "best_single": None if best.empty else [r4(best.min()), r4(best.max())],
             "min": None if span is None else r4(span[0]), "max": None if span is None else r4(span[1]),
             "mean": None if s.empty else r4(s.mean()), "rates": len(s),
-            "capacity": [] if out_dir is None else capacity_pairs(Path(out_dir) / name, table)}
+            "capacity": [] if out_dir is None else capacity_pairs(Path(out_dir) / folder(name), table)}
     return out
 
 
@@ -224,11 +229,11 @@ def write_report(out_dir: str | Path, tables: dict[str, pd.DataFrame], *, plot_d
     for name, table in tables.items():
         lines += [f"## {name}", "", savings_markdown(table), ""]
         if plots:
-            figs = plot_root / name
+            figs = plot_root / folder(name)
             made = compare_plots(table, figs, title=f"{name}: cost vs rate")
             from melange.study.point import portable_document
 
-            made += best_plan_figures(out / name, portable_document(name)[0], figs, name, requests,
+            made += best_plan_figures(out / folder(name), portable_document(name)[0], figs, name, requests,
                                       keys=set(table["key"]))
             lines += [f"![{p.stem}]({Path(os.path.relpath(p, out)).as_posix()})" for p in made
                       if p.suffix == ".png"] + [""]

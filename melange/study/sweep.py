@@ -29,6 +29,7 @@ from melange.files import append_jsonl, atomic_write_text, check_writable, read_
 from melange.study.executor import Executor, LocalExecutor
 from melange.study.point import (
     AXES,
+    apply_point,
     check_slo_axis,
     code_version,
     evaluate_point,
@@ -72,6 +73,11 @@ class Sweep:
                 raise MelangeError(f"--only: no GPU type {value!r} (choose all or {', '.join(sorted(names - {'all'}))})")
         if any(swept_slo(sc, v) for v in axes.get("slo_tpot_ms", [])):
             check_slo_axis(doc, sc)
+        if validate and sc.slo is not None:  # a run too short for a rate is refused now, not per point
+            from melange.validate import run_settings
+
+            for rate in axes.get("rate", [sc.workload.rate]):
+                run_settings(apply_point(doc, {"rate": rate}))
         return cls(sc.name, doc, axes, validate, [g.name for g in sc.gpus], code_version())
 
     def points(self) -> list[dict]:

@@ -91,7 +91,33 @@ def run_settings(sc: Scenario, *, requests: int | None = None, duration_s: float
                            math.ceil(rate * sim.warmup_s))
     if sc.slo is not None and expected < rule.min_counted(sc.slo.attainment):
         raise MelangeError(too_few_message(settings, expected, rule.min_counted(sc.slo.attainment), rate))
+    if sc.slo is not None:
+        check_window(sc, expected)
     return settings
+
+
+WINDOW_LATENCIES = 2.0  # a counted window spans at least this many mean SLO-bound latencies
+
+
+def check_window(sc: Scenario, expected: int) -> None:
+    """Refuse a run whose counted window is too short for its requests to be served in it: with
+    requests that take longer than the window, the fleet never reaches a steady state and a sound
+    plan reads as unstable (40 req/s, 1,000 counted: 25 s against ~200 s requests)."""
+    from melange.rate_search import slo_bound_s
+
+    w = sc.workload
+    rates = w.bucket_rates()
+    outs = np.asarray(w.grid.out_edges, dtype=float)
+    mid = (outs[:-1] + outs[1:] - 1) / 2  # a bucket's typical output length
+    bound = np.array([slo_bound_s(sc.slo, int(m)) for m in mid])
+    latency = float(np.sum(rates.sum(axis=0) * bound) / max(rates.sum(), 1e-12))
+    window = expected / w.rate
+    if window < WINDOW_LATENCIES * latency:
+        want = math.ceil(WINDOW_LATENCIES * latency * w.rate * 1.1)
+        raise MelangeError(f"simulation: the counted window ({window:.0f} s: {expected:,} requests at {w.rate:g} req/s) "
+                           f"is shorter than {WINDOW_LATENCIES:g} x this traffic's mean SLO-bound latency "
+                           f"({latency:.0f} s), so the fleet would not reach a steady state; raise --requests to "
+                           f"{want:,} (or --duration to {math.ceil(want / w.rate)}s)")
 
 
 def too_few_message(settings: RunSettings, counted: int, need: int, rate: float) -> str:
