@@ -14,7 +14,7 @@ simulation); and `capacity_error_within_15pct` (share of (type, point) pairs who
 within 15 % or one instance of the fewest that hold the type's share) and `capacity_error_worst`
 (the largest ratio, or its inverse, over pairs of at least 4 instances).
 
-Defaults are REDUCED to fit a two-core machine: rates 2, 8, 32 req/s and 2,000 counted requests
+Defaults are REDUCED to fit a two-core machine: rates 2, 8, 32 req/s and 3,000 counted requests
 per simulated run (the acceptance rule still needs >= 500 counted and judges stability). The full
 study is `--rates 1,2,4,8,16,32` with the scenarios' own run lengths (no --requests), or `melange
 study paper`. Results resume from DIR (default: results/study).
@@ -35,7 +35,7 @@ def main() -> None:
     """Run the (reduced) study and print the savings, JSON last."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rates", default="2,8,32")
-    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--requests", type=int, default=3000)
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--scenarios", default=",".join(PAPER_SCENARIOS))
     ap.add_argument("-o", "--output", default="results/study")

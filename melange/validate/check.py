@@ -96,7 +96,8 @@ def run_settings(sc: Scenario, *, requests: int | None = None, duration_s: float
     return settings
 
 
-WINDOW_LATENCIES = 2.0  # a counted window spans at least this many mean SLO-bound latencies
+WINDOW_LATENCIES = 2.0  # a counted window spans at least this many mean request latencies
+LOADED = 4.0  # a loaded request takes at most this many times its time alone (for the estimate)
 
 
 def check_window(sc: Scenario, expected: int) -> None:
@@ -105,17 +106,23 @@ def check_window(sc: Scenario, expected: int) -> None:
     plan reads as unstable (40 req/s, 1,000 counted: 25 s against ~200 s requests)."""
     from melange.rate_search import slo_bound_s
 
-    w = sc.workload
+    w, g = sc.workload, sc.workload.grid
     rates = w.bucket_rates()
-    outs = np.asarray(w.grid.out_edges, dtype=float)
-    mid = (outs[:-1] + outs[1:] - 1) / 2  # a bucket's typical output length
-    bound = np.array([slo_bound_s(sc.slo, int(m)) for m in mid])
-    latency = float(np.sum(rates.sum(axis=0) * bound) / max(rates.sum(), 1e-12))
+    ins, outs = np.asarray(g.in_edges, dtype=float), np.asarray(g.out_edges, dtype=float)
+    inp, out = (ins[:-1] + ins[1:] - 1) / 2, (outs[:-1] + outs[1:] - 1) / 2  # a bucket's typical lengths
+    # A request's latency: at most what the SLO allows, and (a loose SLO says little) at most
+    # LOADED x its time alone on the slowest GPU type of the scenario.
+    latency = np.array([[slo_bound_s(sc.slo, int(o)) for o in out] for _ in inp])
+    alone = [np.array([[m.step_time(int(i), 0, 0) + max(o - 1, 0) * m.step_time(0, 1, int(i + o / 2)) for o in out]
+                       for i in inp]) for m in sc.step_models.values()]
+    if alone:
+        latency = np.minimum(latency, LOADED * np.max(alone, axis=0))
+    latency = float(np.sum(rates * latency) / max(rates.sum(), 1e-12))
     window = expected / w.rate
     if window < WINDOW_LATENCIES * latency:
         want = math.ceil(WINDOW_LATENCIES * latency * w.rate * 1.1)
         raise MelangeError(f"simulation: the counted window ({window:.0f} s: {expected:,} requests at {w.rate:g} req/s) "
-                           f"is shorter than {WINDOW_LATENCIES:g} x this traffic's mean SLO-bound latency "
+                           f"is shorter than {WINDOW_LATENCIES:g} x this traffic's mean request latency "
                            f"({latency:.0f} s), so the fleet would not reach a steady state; raise --requests to "
                            f"{want:,} (or --duration to {math.ceil(want / w.rate)}s)")
 
@@ -228,11 +235,12 @@ def pool(frames: list[pd.DataFrame], keys: list[str]) -> pd.DataFrame:
     return both.groupby(keys)[[c for c in SUMMED if c in both.columns]].sum().reset_index()
 
 
-def floor_reason(f: dict) -> str:
-    """One low bucket of `floor_failures`, in words."""
+def floor_reason(f: dict, grid) -> str:
+    """One low bucket of `floor_failures`, in words, named by its lengths."""
+    name = grid.label(*f["bucket"])
     if "mean_itl_ms" in f:
-        return f"bucket {tuple(f['bucket'])}: mean ITL {f['mean_itl_ms']:.1f} ms over {f['requests']} requests"
-    return (f"bucket {tuple(f['bucket'])}: attainment {f['attainment']:.4f} over {f['requests']} "
+        return f"bucket {name}: mean ITL {f['mean_itl_ms']:.1f} ms over {f['requests']} requests"
+    return (f"bucket {name}: attainment {f['attainment']:.4f} over {f['requests']} "
             f"requests (upper bound {f['upper']:.4f} < target)")
 
 
@@ -288,7 +296,7 @@ def confirm(sc: Scenario, plan: Plan, seeds: list[int], settings: RunSettings, *
     batches = np.concatenate([r.batches for r in runs if r.batches is not None] or [np.zeros((0, 2))])
     low = floor_failures(pool([r.buckets for r in runs], ["bucket_in", "bucket_out"]), target, itl_limit(sc.slo),
                          overdispersion(batches))
-    reasons += [floor_reason(f) for f in low[:MAX_REASONS]]
+    reasons += [floor_reason(f, sc.workload.grid) for f in low[:MAX_REASONS]]
     if len(low) > MAX_REASONS:
         reasons.append(f"and {len(low) - MAX_REASONS} more buckets below the floor")
     interval = batch_interval(batches) if len(batches) else wilson_interval(met, counted)

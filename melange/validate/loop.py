@@ -28,6 +28,7 @@ from melange.validate.check import (
     RunSettings,
     confirm,
     floor_failures,
+    floor_reason,
     itl_limit,
     pool,
     run_check,
@@ -282,7 +283,7 @@ def plan_and_validate(sc: Scenario, *, max_rounds: int = 5, requests: int | None
         if progress:
             progress(f"round {index}: simulating ${plan.cost:.3f}/h on the tuning seed {tuning}")
         tune = run_check(sc, plan, tuning, settings)
-        round_ = Round(index, plan, tune.verdict.attainment, False, reason=tune_reason(tune))
+        round_ = Round(index, plan, tune.verdict.attainment, False, reason=tune_reason(tune, sc.workload.grid))
         evidence = [tune]
         if tune.passed:
             round_.confirmation = confirm(sc, plan, list(range(fresh, fresh + confirm_runs)), settings,
@@ -303,14 +304,12 @@ def plan_and_validate(sc: Scenario, *, max_rounds: int = 5, requests: int | None
     return report
 
 
-def tune_reason(tune: RunCheck) -> str:
-    """Why the tuning run failed, in one phrase ('' when it passed)."""
+def tune_reason(tune: RunCheck, grid) -> str:
+    """Why the tuning run failed, in one phrase ('' when it passed), buckets named by their lengths."""
     if not tune.verdict.passed:
         return tune.verdict.reason
     if tune.floor_failures:
-        f = tune.floor_failures[0]
-        return (f"{len(tune.floor_failures)} bucket(s) below the floor, e.g. {tuple(f['bucket'])} at "
-                f"{f['attainment']:.4f} over {f['requests']} requests")
+        return f"{len(tune.floor_failures)} bucket(s) below the floor, e.g. {floor_reason(tune.floor_failures[0], grid)}"
     return ""
 
 
