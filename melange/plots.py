@@ -54,11 +54,17 @@ def _slice_order(values) -> list:
 def cost_vs_rate(frame: pd.DataFrame, path: str | Path, title: str = "Cost vs request rate") -> list[Path]:
     """$/h against req/s, one line per `label` (e.g. 'Mélange', 'A10G only'), like the paper's figures."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for label, part in frame.dropna(subset=["cost"]).groupby("label", sort=False):
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    markers, dashes = "osD^vP*X", ["--", "-.", ":", (0, (5, 1, 1, 1))]
+    for k, (label, part) in enumerate(frame.dropna(subset=["cost"]).groupby("label", sort=False)):
         part = part.sort_values("rate")
-        style = {"linewidth": 2.5, "zorder": 3} if str(label).lower().startswith("m") else {"linestyle": "--"}
-        ax.plot(part["rate"], part["cost"], marker="o", label=str(label), **style)
+        # Mélange solid and on top; every other line its own marker and dash, drawn a little
+        # transparent and larger, so one that coincides with Mélange's still shows around it.
+        mine = str(label).lower().startswith("m")
+        style = ({"linewidth": 2.5, "zorder": 3, "marker": "o"} if mine else
+                 {"linestyle": dashes[k % len(dashes)], "marker": markers[1 + k % (len(markers) - 1)],
+                  "markersize": 8, "alpha": 0.8, "markerfacecolor": "none"})
+        ax.plot(part["rate"], part["cost"], label=str(label), **style)
     ax.set_xlabel("request rate (req/s)")
     ax.set_ylabel("cost ($/h)")
     ax.set_title(title)
@@ -68,10 +74,12 @@ def cost_vs_rate(frame: pd.DataFrame, path: str | Path, title: str = "Cost vs re
 
 
 def cost_vs_slice_factor(frame: pd.DataFrame, path: str | Path, target: float | None = None,
-                         title: str = "Cost and attainment vs slice factor") -> list[Path]:
-    """$/h (and SLO attainment, when present) against the slice factor, one line per `label`."""
+                         title: str | None = None) -> list[Path]:
+    """$/h (and SLO attainment, when present) against the slice factor, one line per `label`; the
+    cost axis starts at zero (a 1 % step must not look like a cliff)."""
     plt = _pyplot()
     has_att = "attainment" in frame and frame["attainment"].notna().any()
+    title = title or ("Cost and attainment vs slice factor" if has_att else "Cost vs slice factor")
     fig, axes = plt.subplots(2 if has_att else 1, 1, figsize=(6, 6 if has_att else 3.5), sharex=True,
                              squeeze=False)
     order = _slice_order(frame["slice_factor"].astype(str))
@@ -82,6 +90,7 @@ def cost_vs_slice_factor(frame: pd.DataFrame, path: str | Path, target: float | 
         if has_att:
             axes[1][0].plot(part["x"], part["attainment"], marker="o")
     axes[0][0].set_ylabel("cost ($/h)")
+    axes[0][0].set_ylim(bottom=0)
     axes[0][0].set_title(title)
     if labels.astype(str).str.len().any():
         axes[0][0].legend(fontsize="small")
@@ -98,6 +107,17 @@ def cost_vs_slice_factor(frame: pd.DataFrame, path: str | Path, target: float | 
     return save(fig, path)
 
 
+def _plain(value: float, _pos=None) -> str:
+    """A log-axis tick as a plain number (1, 20, 300, 4000)."""
+    return f"{value:g}"
+
+
+def _plain_minor(value: float, _pos=None) -> str:
+    """Minor log-axis ticks: label only 2x and 5x a power of ten, so labels never overlap."""
+    lead = value / 10 ** np.floor(np.log10(value)) if value > 0 else 0
+    return f"{value:g}" if round(lead) in (2, 5) else ""
+
+
 def bucket_map(plan: Plan, grid: BucketGrid, path: str | Path, rates: np.ndarray | None = None,
                title: str = "Which GPU types serve each bucket") -> list[Path]:
     """The grid of buckets, each coloured by the GPU type serving most of it, shares written in."""
@@ -109,13 +129,14 @@ def bucket_map(plan: Plan, grid: BucketGrid, path: str | Path, rates: np.ndarray
         served &= np.asarray(rates) > 0
     major = np.where(served, shares.argmax(axis=0), -1).astype(float)
     major[~served] = np.nan
-    fig, ax = plt.subplots(figsize=(1.1 * grid.shape[1] + 2.5, 0.5 * grid.shape[0] + 1.5))
+    fig, ax = plt.subplots(figsize=(1.5 * grid.shape[1] + 2.5, 0.6 * grid.shape[0] + 1.5))
     cmap = plt.get_cmap("tab10", max(len(names), 1))
     ax.imshow(major, cmap=cmap, vmin=-0.5, vmax=len(names) - 0.5, aspect="auto")
     for i, j in zip(*np.nonzero(served)):
         text = "\n".join(f"{names[k]} {shares[k, i, j]:.0%}" for k in np.argsort(-shares[:, i, j])
                          if shares[k, i, j] > 0)
-        ax.text(j, i, text, ha="center", va="center", fontsize=5)
+        ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "alpha": 0.75, "linewidth": 0})
     _grid_axes(ax, grid)
     ax.set_title(title)
     handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(k)) for k in range(len(names))]
@@ -128,8 +149,10 @@ def latency_distribution(records: pd.DataFrame, slo: Slo, path: str | Path,
     """Cumulative distributions of TPOT and TTFT (ms) from simulation records, with the SLO lines."""
     plt = _pyplot()
     ok = records[records["error"].isna()] if "error" in records else records
-    tpot_col = "tpot_mean_s" if slo.definition == "mean" else "tpot_decode_s"  # mean_itl: its per-request parts
-    panels = [(f"TPOT ({slo.definition}, ms)", ok[tpot_col], slo.tpot_ms), ("TTFT (ms)", ok["ttft_s"], slo.ttft_ms)]
+    tpot_col = "tpot_mean_s" if slo.definition == "mean" else "tpot_decode_s"
+    tpot_label = (f"TPOT per request ({slo.definition}, ms)" if slo.per_request else
+                  "decode TPOT per request (ms); the SLO limits their pooled mean")
+    panels = [(tpot_label, ok[tpot_col], slo.tpot_ms), ("TTFT (ms)", ok["ttft_s"], slo.ttft_ms)]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, (label, values, limit) in zip(axes, panels):
         v = np.sort(values.dropna().to_numpy() * 1000.0)
@@ -140,6 +163,8 @@ def latency_distribution(records: pd.DataFrame, slo: Slo, path: str | Path,
             ax.legend(fontsize="small")
         ax.axhline(slo.attainment, color="grey", linewidth=0.8)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(_plain)  # 100, 200 rather than 10^2, 2x10^2 ...
+        ax.xaxis.set_minor_formatter(_plain_minor)  # ... and minor labels that never overlap
         ax.set_xlabel(label)
         ax.set_ylabel("share of requests")
         ax.grid(alpha=0.3)
@@ -156,11 +181,11 @@ def attainment_per_bucket(records: pd.DataFrame, grid: BucketGrid, path: str | P
     table = np.full(grid.shape, np.nan)
     for (i, j), row in grouped.iterrows():
         table[int(i), int(j)] = row["mean"]
-    fig, ax = plt.subplots(figsize=(1.0 * grid.shape[1] + 2.5, 0.45 * grid.shape[0] + 1.5))
+    fig, ax = plt.subplots(figsize=(1.4 * grid.shape[1] + 2.5, 0.6 * grid.shape[0] + 1.5))
     low = 0.0 if target is None else max(0.0, 2 * target - 1)  # colours resolve around the target
     image = ax.imshow(table, cmap="RdYlGn", vmin=low, vmax=1.0, aspect="auto")
     for (i, j), row in grouped.iterrows():
-        ax.text(int(j), int(i), f"{row['mean']:.1%}\nn={int(row['size'])}", ha="center", va="center", fontsize=6)
+        ax.text(int(j), int(i), f"{row['mean']:.1%}\nn={int(row['size'])}", ha="center", va="center", fontsize=8)
     _grid_axes(ax, grid)
     ax.set_title(title + (f" (target {target:.1%})" if target is not None else ""))
     fig.colorbar(image, ax=ax)

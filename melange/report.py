@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -104,6 +105,9 @@ class _UncutConsole(Console):
 
 
 def console() -> Console:
-    """The console every command prints to: the terminal's width, or wide when piped, so a
-    table is never cut to 80 columns in a file or a pipe."""
+    """The console every command prints to: $COLUMNS when set, else the terminal's width, or wide
+    when piped, so a table is never cut to 80 columns in a file or a pipe (cells fold instead)."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return _UncutConsole(width=int(columns))
     return _UncutConsole(width=None if sys.stdout.isatty() else 1000)

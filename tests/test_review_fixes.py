@@ -157,3 +157,33 @@ def test_bad_input_leaves_no_output_folder(tmp_path):
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 2, result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_tables_fold_to_columns_when_piped():
+    """Issue 16: `scenarios list` piped with COLUMNS=80 printed 250-column lines."""
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "COLUMNS": "80"}
+    out = subprocess.run([sys.executable, "-c", "from melange.cli import main; main()", "scenarios", "list"],
+                         capture_output=True, text=True, env=env, check=True).stdout
+    assert max(len(line) for line in out.splitlines()) <= 80 and "mixed-40ms" in out.replace("\n", "")
+
+
+def test_an_error_row_is_tried_again_and_builtin_traces_travel_by_name(tmp_path, monkeypatch):
+    """Issue 16 (Ray): every point failed on another node with the driver's absolute trace path,
+    and the error rows counted as finished, so a re-run skipped them all."""
+    import melange.study.point as point
+    from melange.study import LocalExecutor, Sweep, run_sweep
+    from melange.study.point import portable_document
+
+    doc, _ = portable_document("chat-120ms")
+    assert doc["workload"]["trace"] == "arena_synthetic"  # resolved by name wherever it runs
+    small = __import__("pathlib").Path(__file__).parent / "data" / "small.yaml"
+    sweep = Sweep.create(small, {"rate": [10]})
+    real = point.apply_point
+    monkeypatch.setattr(point, "apply_point", lambda d, p: (_ for _ in ()).throw(OSError("no such file")))
+    first = run_sweep(sweep, tmp_path, executor=LocalExecutor(1))
+    monkeypatch.setattr(point, "apply_point", real)
+    second = run_sweep(sweep, tmp_path, executor=LocalExecutor(1))
+    assert list(first["status"]) == ["error"] and list(second["status"]) == ["ok"]

@@ -46,19 +46,31 @@ def portable_document(name: str | Path) -> tuple[dict, Scenario]:
     w = doc["workload"]
     w["distribution"] = sc.workload.distribution.tolist()
     if sc.workload.trace:
-        w["trace"] = sc.workload.trace
+        w["trace"] = _portable_trace(sc.workload.trace)
     if isinstance(w.get("arrival"), dict) and sc.workload.arrival.trace:
-        w["arrival"]["trace"] = sc.workload.arrival.trace
+        w["arrival"]["trace"] = _portable_trace(sc.workload.arrival.trace)
     for g in doc["gpus"]:
         if isinstance(g.get("profile"), str):
             g["profile"] = sc.profiles[g["name"]].max_rate.tolist()
     return doc, sc
 
 
+def _portable_trace(path: str) -> str:
+    """A built-in trace by its name (every install, e.g. a Ray worker's, resolves it), another by
+    its absolute path."""
+    from melange.traces import BUILTIN_TRACES
+
+    p = Path(path).resolve()
+    return p.stem if p.parent == BUILTIN_TRACES.resolve() else str(p)
+
+
 def _trace_digests(doc: dict) -> dict[str, str]:
     """Content hashes of the trace files a document points at (lengths or arrivals from them)."""
+    from melange.traces import resolve_trace_path
+
     w = doc["workload"]
-    return trace_digests([w.get("trace"), (w.get("arrival") or {}).get("trace")])
+    names = [w.get("trace"), (w.get("arrival") or {}).get("trace")]
+    return trace_digests([resolve_trace_path(n) for n in names if n])
 
 
 def code_version() -> str:

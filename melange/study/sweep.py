@@ -96,13 +96,19 @@ def _run_one(item: tuple[str, dict, dict, bool]) -> dict:
     return {"key": key, "point": point, "result": evaluate_point(doc, point, validate)}
 
 
-def finished(out_dir: str | Path) -> dict[str, dict]:
-    """Finished points already in `out_dir`, by key (the first line of a key wins)."""
+def logged(out_dir: str | Path) -> dict[str, dict]:
+    """Every point in `out_dir`'s log, by key (the last line of a key wins)."""
     done: dict[str, dict] = {}
     for line in read_jsonl(Path(out_dir) / POINTS_FILE):
         if isinstance(line, dict) and "key" in line:
-            done.setdefault(line["key"], line)
+            done[line["key"]] = line
     return done
+
+
+def finished(out_dir: str | Path) -> dict[str, dict]:
+    """Finished points of `out_dir`'s log, by key. A point that ended in an error (a crash, a file
+    missing on a worker) is not finished: a re-run tries it again."""
+    return {k: v for k, v in logged(out_dir).items() if (v.get("result") or {}).get("status") != "error"}
 
 
 def prepare_profiles(sweep: Sweep, workers: int | None = None, progress: bool = False) -> None:
@@ -137,7 +143,7 @@ def run_sweep(sweep: Sweep, out_dir: str | Path, *, executor: Executor | None = 
                 if on_point:
                     on_point(line)
     finally:  # also after an interrupt: the table shows every point in the log (it is the truth)
-        done = finished(out)
+        done = logged(out)
         table = tidy_table([done[k] for k, _ in keyed if k in done], sweep.gpus)
         write_table(table, out)
     return table
