@@ -39,8 +39,15 @@ def test_melange_plan_runs_on_the_default_scenario(tmp_path):
     doc = json.loads((tmp_path / "plan.json").read_text())
     v = doc["validation"]
     assert v["rounds"] and v["rounds"][0]["attainment"] is not None and doc["counts"]
-    if v["held"]:
-        assert v["counted"] >= 2 * 500 and v["tuning_seed"] not in v["seeds"]
-        assert v["interval"][0] <= v["attainment"] <= v["interval"][1]
-    assert not v["rounds"][0]["held"] or v["rounds"][0]["attainment"] >= 0.99
+    assert v["held"], v  # the default scenario's answer holds (a test that could fail)
+    assert v["counted"] >= 2 * 500 and v["tuning_seed"] not in v["seeds"]
+    assert v["interval"][0] <= v["attainment"] <= v["interval"][1] and v["interval"][1] - v["interval"][0] < 0.05
     assert "Validation rounds" in result.output
+    # ... and it survives traffic no step of the search simulated: a longer run on another seed.
+    from melange.core import Plan
+    from melange.scenario import load_scenario
+    from melange.validate import run_check, run_settings
+
+    sc = load_scenario()
+    check = run_check(sc, Plan.from_dict(doc), 777, run_settings(sc, requests=4000))
+    assert check.verdict.stable and check.verdict.attainment >= 0.985, check.verdict

@@ -210,17 +210,17 @@ def _validated(sc: Scenario, single: bool = False) -> dict:
 
 
 def _baseline(sc: Scenario) -> dict:
-    """The validated single-type baseline of a one-type scenario, as a point's result fields."""
-    from melange.validate import single_type_plan, validated_baselines
+    """A one-type scenario judged as `melange plan` judges a single type (`single_answer`: the
+    fewest instances that hold, then the holdout check), as a point's result fields."""
+    from melange.validate.cheapest import single_answer
 
     start = time.perf_counter()
     (gpu,) = [g.name for g in sc.gpus]
-    b = validated_baselines(sc, seed=sc.simulation.seed)[gpu]
-    conf = b.confirmation
-    out: dict[str, Any] = {"held": b.count is not None, "rounds": len(b.tried), "baseline": b.to_dict(),
-                           "sim_s": time.perf_counter() - start}
-    if b.count is None:
-        return {**out, "status": "not held", "message": b.reason}
-    out.update(_plan_fields(single_type_plan(sc, gpu, b.count)), attainment=conf.attainment,
-               counted=conf.counted, attainment_lo=conf.interval[0], attainment_hi=conf.interval[1])
+    b, plan, conf, log = single_answer(sc, gpu, seed=sc.simulation.seed)
+    out: dict[str, Any] = {"held": plan is not None, "rounds": len(b.tried) + len(log), "baseline": b.to_dict(),
+                           "holdout": log, "sim_s": time.perf_counter() - start}
+    if plan is None:
+        return {**out, "status": "not held", "message": b.reason or "did not hold on the holdout seeds"}
+    out.update(_plan_fields(plan), attainment=conf.attainment, counted=conf.counted,
+               attainment_lo=conf.interval[0], attainment_hi=conf.interval[1])
     return out

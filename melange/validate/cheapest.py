@@ -76,9 +76,25 @@ def plan_cheapest(sc: Scenario, *, max_rounds: int = 5, requests: int | None = N
     choose(sc, report, singles)
     if report.best is not None:
         holdout(sc, report, settings=run_settings(sc, requests=requests, duration_s=duration_s),
-                seeds=list(range(tuning + confirm_runs + 1, tuning + 2 * confirm_runs + 1)), workers=workers,
-                progress=progress)
+                seeds=holdout_seeds(tuning, confirm_runs), workers=workers, progress=progress)
     return report
+
+
+def single_answer(sc: Scenario, gpu: str, *, requests: int | None = None, duration_s: float | None = None,
+                  seed: int | None = None, confirm_runs: int = 2, workers: int = 1):
+    """One GPU type alone, judged exactly as `plan_cheapest` judges it: its validated baseline,
+    then the same last check on the holdout seeds (one more instance while it fails). Returns
+    (BaselineResult, the plan that held on both or None, its holdout confirmation, the holdout log)."""
+    tuning = sc.simulation.seed if seed is None else seed
+    b = validated_baselines(sc, requests=requests, duration_s=duration_s, seed=tuning, confirm_runs=confirm_runs,
+                            gpus=[gpu], workers=workers)[gpu]
+    if b.count is None:
+        return b, None, None, []
+    log: list[dict] = []
+    plan, conf = first_holding(sc, [single_type_plan(sc, gpu, b.count)],
+                               run_settings(sc, requests=requests, duration_s=duration_s),
+                               holdout_seeds(tuning, confirm_runs), workers=workers, log=log)
+    return b, plan, conf, log
 
 
 def _keep(known: dict, on_check: OnCheck | None) -> OnCheck:
@@ -104,17 +120,24 @@ def choose(sc: Scenario, report: PlanReport, singles: dict[str, BaselineResult])
         report.choice = used[0] if len(used) == 1 else "mix"
 
 
-MAX_HOLDOUT = 6  # holdout checks before the search gives up
+MAX_HOLDOUT = 12  # holdout checks before the search gives up
 
 
-def holdout(sc: Scenario, report: PlanReport, *, settings: RunSettings, seeds: list[int], workers: int = 1,
-            progress: Callable[[str], None] | None = None) -> None:
-    """Step 5 of the module docstring: the cheapest candidate that also holds on `seeds`."""
-    line = [report.best] + ([report.mix] if report.mix is not None else [])
-    line += [single_type_plan(sc, b.gpu, b.count) for b in (report.singles or {}).values()
-             if b.count is not None and b.gpu != report.choice]
+def holdout_seeds(tuning: int, confirm_runs: int) -> list[int]:
+    """The seeds of the last check: after the baselines' (and the loop's first) confirmation seeds."""
+    return list(range(tuning + confirm_runs + 1, tuning + 2 * confirm_runs + 1))
+
+
+def first_holding(sc: Scenario, line: list[Plan], settings: RunSettings, seeds: list[int], *, workers: int = 1,
+                  progress: Callable[[str], None] | None = None, log: list | None = None):
+    """The cheapest plan that holds on `seeds`, from the candidates in `line`: the cheapest is
+    checked; one that fails goes back in line with one more instance of its weakest type (within
+    its availability cap). Returns (plan, its confirmation), or (None, None) after MAX_HOLDOUT checks.
+    `log` gets one dict per check. A single-type baseline's own chain (n, n+1, ...) is what
+    `melange compare` reports for that type, so the answer is never above it."""
     cost = {g.name: g.cost for g in sc.gpus}
-    report.holdout = []
+    cap = {g.name: g.max_count for g in sc.gpus}
+    line = [p for p in line if p is not None]
     for _ in range(MAX_HOLDOUT):
         if not line:
             break
@@ -123,19 +146,29 @@ def holdout(sc: Scenario, report: PlanReport, *, settings: RunSettings, seeds: l
         if progress:
             progress(f"holdout: ${plan.cost:.3f}/h on seeds {', '.join(map(str, seeds))}")
         conf = confirm(sc, plan, seeds, settings, workers=workers)
-        report.holdout.append({"counts": {g: n for g, n in plan.counts.items() if n}, "cost": plan.cost,
-                               "held": conf.held, "attainment": conf.attainment, "reasons": conf.reasons[:2]})
+        if log is not None:
+            log.append({"counts": {g: n for g, n in plan.counts.items() if n}, "cost": plan.cost,
+                        "held": conf.held, "attainment": conf.attainment, "reasons": conf.reasons[:2]})
         if conf.held:
-            used = [g for g, n in plan.counts.items() if n]
-            report.choice = used[0] if len(used) == 1 else "mix"
-            report.best, report.validation = plan, conf
-            return
+            return plan, conf
         gpu = weakest_type(conf)
-        if gpu is not None:
+        if gpu is not None and (cap.get(gpu) is None or plan.counts.get(gpu, 0) < cap[gpu]):
             counts = {**plan.counts, gpu: plan.counts.get(gpu, 0) + 1}
             line.append(Plan(counts, plan.share, sum(n * cost[g] for g, n in counts.items()), status="holdout"))
-    report.best = report.validation = None  # nothing held on traffic no step had seen
-    report.choice = None
+    return None, None
+
+
+def holdout(sc: Scenario, report: PlanReport, *, settings: RunSettings, seeds: list[int], workers: int = 1,
+            progress: Callable[[str], None] | None = None) -> None:
+    """Step 5 of the module docstring: the cheapest candidate that also holds on `seeds`."""
+    line = [report.best, report.mix]
+    line += [single_type_plan(sc, b.gpu, b.count) for b in (report.singles or {}).values()
+             if b.count is not None and b.gpu != report.choice]
+    report.holdout = []
+    report.best, report.validation = first_holding(sc, line, settings, seeds, workers=workers, progress=progress,
+                                                   log=report.holdout)
+    used = [] if report.best is None else [g for g, n in report.best.counts.items() if n]
+    report.choice = None if not used else used[0] if len(used) == 1 else "mix"
 
 
 def weakest_type(conf: Confirmation) -> str | None:
