@@ -39,6 +39,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--scenarios", default=",".join(PAPER_SCENARIOS))
     ap.add_argument("-o", "--output", default="results/study")
+    ap.add_argument("--save", help="Also write the JSON summary to this file (the README quotes docs/study_reduced.json).")
     args = ap.parse_args()
     rates = tuple(float(r) for r in args.rates.split(","))
     start = time.perf_counter()
@@ -58,6 +59,10 @@ def main() -> None:
     result.update(capacity_error_within_15pct=cap["within_15pct"], capacity_error_worst=cap["worst"],
                   capacity_pairs=cap["pairs"], rates=list(rates), requests=args.requests,
                   wall_s=round(time.perf_counter() - start, 1))
+    if args.save:
+        from pathlib import Path
+
+        Path(args.save).write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result))
 
 

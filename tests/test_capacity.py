@@ -122,3 +122,18 @@ def test_the_answer_is_never_costlier_than_a_single_type_that_held():
     report = plan_cheapest(apply_point(doc, {"rate": 4.0}))
     held = [b.cost for b in report.singles.values() if b.count is not None]
     assert report.held and held and report.best.cost <= min(held) + 1e-9
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["chat-40ms", "chat-120ms", "summarization-40ms", "summarization-120ms",
+                                  "mixed-40ms", "mixed-120ms"])
+def test_compare_never_puts_melange_above_a_single_type(name, tmp_path):
+    """Issue 15 (must show): on every built-in paper scenario, at every rate, the Mélange row's
+    validated cost is at most the cheapest validated single type's (reduced requests)."""
+    from melange.study import LocalExecutor, run_sweep
+    from melange.study.compare import compare_sweep, savings
+
+    table = run_sweep(compare_sweep(name, [4.0, 16.0], requests=2500), tmp_path, executor=LocalExecutor(2))
+    s = savings(table)
+    assert len(s) == 2 and s["melange_cost"].notna().all()
+    assert (s["melange_cost"] <= s["best_single_cost"] + 1e-9).all(), s

@@ -15,6 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from melange.core import MelangeError, Plan, Profile, Slo
 from melange.keys import RESULT_CODE_FILES, code_digest, digest, trace_digests
 from melange.scenario import (
@@ -125,8 +127,20 @@ def slo_profiles(doc: dict, sc: Scenario, slo: Slo, *, workers: int | None = 1,
     return profiles
 
 
+PREBUILT = "prebuilt_profiles"  # a document's swept-SLO profile tables, built once by the driver
+
+
+def with_prebuilt_profiles(doc: dict, tpot_ms: float, profiles: dict[str, Profile]) -> dict:
+    """`doc` carrying the profile tables of the TPOT limit `tpot_ms`, so a worker (a Ray node with
+    neither the driver's cache nor the time to rebuild them) applies the point without building."""
+    return {**doc, PREBUILT: {**doc.get(PREBUILT, {}), str(float(tpot_ms)): {g: p.max_rate.tolist()
+                                                                              for g, p in profiles.items()}}}
+
+
 def apply_point(doc: dict, point: dict) -> Scenario:
     """The scenario of `doc` with the point's axis values applied."""
+    prebuilt = doc.get(PREBUILT, {})
+    doc = {k: v for k, v in doc.items() if k != PREBUILT}
     sc = scenario_from_document(doc, Path("<sweep>"))
     only = point.get("only")
     if only not in (None, "all"):
@@ -144,7 +158,9 @@ def apply_point(doc: dict, point: dict) -> Scenario:
         sc.simulation = sc.simulation.model_copy(update={"seed": int(point["seed"])})
     slo = swept_slo(sc, point.get("slo_tpot_ms"))
     if slo is not None:
-        sc.profiles = slo_profiles(doc, sc, slo)
+        tables = prebuilt.get(str(float(slo.tpot_ms)))
+        sc.profiles = ({g: Profile(g, np.asarray(tables[g], dtype=float), source="simulated") for g in sc.profiles}
+                       if tables else slo_profiles(doc, sc, slo))
         sc.slo = slo
     return sc
 

@@ -30,6 +30,7 @@ from melange.study.executor import Executor, LocalExecutor
 from melange.study.point import (
     AXES,
     apply_point,
+    with_prebuilt_profiles,
     check_slo_axis,
     code_version,
     evaluate_point,
@@ -91,9 +92,17 @@ class Sweep:
 
 
 def _run_one(item: tuple[str, dict, dict, bool]) -> dict:
-    """Worker entry: evaluate one point, return it with its key (module-level: picklable)."""
+    """Worker entry: evaluate one point, return it with its key and the code it ran (module-level:
+    picklable)."""
     key, doc, point, validate = item
-    return {"key": key, "point": point, "result": evaluate_point(doc, point, validate)}
+    return {"key": key, "point": point, "result": evaluate_point(doc, point, validate), "code": code_version()}
+
+
+def _died(item: tuple[str, dict, dict, bool], error: BaseException) -> dict:
+    """The error row of a point whose worker died (Ray gave up retrying it)."""
+    key, _, point, _ = item
+    return {"key": key, "point": point, "result": {"status": "error", "cost": None, "counts": {},
+                                                   "message": f"worker died: {type(error).__name__}"}}
 
 
 def logged(out_dir: str | Path) -> dict[str, dict]:
@@ -111,15 +120,19 @@ def finished(out_dir: str | Path) -> dict[str, dict]:
     return {k: v for k, v in logged(out_dir).items() if (v.get("result") or {}).get("status") != "error"}
 
 
-def prepare_profiles(sweep: Sweep, workers: int | None = None, progress: bool = False) -> None:
-    """Build (and cache on disk) the sim-profiles of every swept SLO, with all local cores."""
+def prepare_profiles(sweep: Sweep, workers: int | None = None, progress: bool = False) -> dict:
+    """Build (and cache on disk) the sim-profiles of every swept SLO, with all local cores; the
+    document the points are sent with then carries their tables (`with_prebuilt_profiles`)."""
     from melange.scenario import scenario_from_document
 
     sc = scenario_from_document(sweep.doc, Path("<sweep>"))
+    doc = sweep.doc
     for value in sweep.axes.get("slo_tpot_ms", []):
         slo = swept_slo(sc, value)
         if slo is not None:
-            slo_profiles(sweep.doc, sc, slo, workers=workers, progress=progress)
+            doc = with_prebuilt_profiles(doc, value, slo_profiles(sweep.doc, sc, slo, workers=workers,
+                                                                  progress=progress))
+    return doc
 
 
 def run_sweep(sweep: Sweep, out_dir: str | Path, *, executor: Executor | None = None,
@@ -132,13 +145,18 @@ def run_sweep(sweep: Sweep, out_dir: str | Path, *, executor: Executor | None = 
     out.mkdir(parents=True, exist_ok=True)
     keyed = [(sweep.key(p), p) for p in sweep.points()]
     done = finished(out)
-    todo = [(k, sweep.doc, p, sweep.validate) for k, p in keyed if k not in done]
+    doc = prepare_profiles(sweep) if sweep.axes.get("slo_tpot_ms") else sweep.doc  # built here, once
+    todo = [(k, doc, p, sweep.validate) for k, p in keyed if k not in done]
     if on_start:
         on_start(len(keyed), len(keyed) - len(todo))
     try:
-        with closing((executor or LocalExecutor()).map(_run_one, todo)) as results:
+        with closing((executor or LocalExecutor()).map(_run_one, todo, _died)) as results:
             for line in results:
                 line["scenario"], line["validate"] = sweep.name, sweep.validate
+                if line.get("code", sweep.code) != sweep.code:  # keyed by the code that made it, or an error
+                    line["result"] = {"status": "error", "cost": None, "counts": {},
+                                      "message": f"the worker ran other melange code ({line['code']}, "
+                                                 f"not {sweep.code})"}
                 append_jsonl(out / POINTS_FILE, line)
                 if on_point:
                     on_point(line)
