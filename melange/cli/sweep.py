@@ -67,16 +67,18 @@ def parse_axes(only, slice_factor, rate, slo_tpot, headroom, seed) -> dict[str, 
 
 @contextmanager
 def _sigterm_as_interrupt():
-    """SIGTERM stops the sweep like Ctrl-C does (finished points are kept)."""
-    class Terminated(KeyboardInterrupt):
-        pass
+    """SIGTERM stops the sweep like Ctrl-C does (finished points are kept); yields the list the
+    handler records the signal in (Ray's `wait` re-raises a plain KeyboardInterrupt, so the
+    exception's type cannot tell SIGTERM from Ctrl-C)."""
+    received: list[int] = []
 
     def handler(signum, frame):
-        raise Terminated()
+        received.append(signum)
+        raise KeyboardInterrupt()
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
-        yield Terminated
+        yield received
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -87,14 +89,14 @@ def points_progress(out, output):
     the run, says the finished points are kept in `output`, and exits 130 or 143."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    with _sigterm_as_interrupt() as Terminated:
+    with _sigterm_as_interrupt() as received:
         try:
             with Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                           console=out) as bar:
                 yield _progress_callbacks(bar)
-        except KeyboardInterrupt as exc:
+        except KeyboardInterrupt:
             out.print(f"interrupted: finished points are kept in {output}; run the same command to resume")
-            sys.exit(143 if isinstance(exc, Terminated) else 130)
+            sys.exit(143 if signal.SIGTERM in received else 130)
 
 
 def sweep_table(table, limit: int = 60):
