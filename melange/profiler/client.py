@@ -244,3 +244,25 @@ def words_per_token(url: str, api_key: str | None) -> float:
     except (urllib.error.URLError, OSError, ValueError, AttributeError):
         return 1.0
     return len(text.split()) / count if isinstance(count, int) and count > 0 else 1.0
+
+
+PREFLIGHT_TIMEOUT_S = 30.0  # a server that cannot answer one small request in this is not measured
+
+
+def preflight(target: Target) -> None:
+    """One small request before any search: a server that is down, not HTTP, or refuses our
+    requests (e.g. text prompts only) is a one-line MelangeError with its own reason, not a
+    profile of zeros after the whole search."""
+    from urllib.parse import urlparse
+
+    from melange.core import MelangeError
+
+    parsed = urlparse(target.url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise MelangeError(f"--url {target.url}: expected http://HOST:PORT or https://HOST:PORT")
+    probe = Job(0, 0.0, 8, 4)
+    quick = Target(**{**target.__dict__, "timeout_s": min(target.timeout_s, PREFLIGHT_TIMEOUT_S)})
+    (record,) = asyncio.run(run_jobs(quick, [probe]))
+    if record.error is not None:
+        raise MelangeError(f"--url {target.url}: the server did not answer a test request of 8 tokens in, 4 out "
+                           f"({record.error})")

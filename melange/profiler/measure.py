@@ -8,7 +8,7 @@ import dataclasses
 from pathlib import Path
 
 from melange.core import BucketGrid, EngineConfig, MelangeError, Slo
-from melange.profiler.client import Target, words_per_token
+from melange.profiler.client import Target, preflight, words_per_token
 from melange.profiler.launcher import ServerProcess
 from melange.profiler.results_import import import_results
 from melange.profiler.run import NoProgress, RunResult, fit_points, profile_yaml_doc, run_profile
@@ -32,6 +32,7 @@ def measure_profile(gpu: str, model: str, grid: BucketGrid, slo: Slo, settings: 
         with ServerProcess(serve_cmd, target.url) if serve_cmd else contextlib.nullcontext():
             if target.prompt == "text":
                 target = dataclasses.replace(target, words_per_token=words_per_token(target.url, target.api_key))
+            preflight(target)  # down, not HTTP, or refusing our requests: say so before the search
             result = run_profile(target, grid, slo, settings, store_path, buckets=buckets, progress=progress)
         extra = {"url": target.url, "api": target.api, "prompt": target.prompt, "time_scale": target.time_scale,
                  "store": str(store_path), "seed": settings.params.seed}
