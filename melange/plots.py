@@ -90,7 +90,12 @@ def cost_vs_slice_factor(frame: pd.DataFrame, path: str | Path, target: float | 
         if has_att:
             axes[1][0].plot(part["x"], part["attainment"], marker="o")
     axes[0][0].set_ylabel("cost ($/h)")
-    axes[0][0].set_ylim(bottom=0)
+    axes[0][0].set_ylim(0, float(frame["cost"].max()) * 1.15)  # from zero, with room above the top line
+    if labels.nunique() == 1:  # one line: its values written in (a 1 % step is read, not guessed)
+        part = frame.assign(x=frame["slice_factor"].astype(str).map(order.index))
+        for x, cost in zip(part["x"], part["cost"]):
+            axes[0][0].annotate(f"{cost:.2f}", (x, cost), textcoords="offset points", xytext=(0, 6), ha="center",
+                                fontsize=8)
     axes[0][0].set_title(title)
     if labels.astype(str).str.len().any():
         axes[0][0].legend(fontsize="small")
