@@ -1,9 +1,12 @@
-"""Regenerate the README's slice-factor figure and claim (docs/cost_vs_slice_factor.png, docs/figures.json).
+"""Regenerate the README's figures and claims.
 
     python scripts/readme_figures.py
 
-The README's "Why a mix" paragraph quotes `claim()`'s sentence; tests/test_readme.py re-solves the
-sweep and checks that the README says exactly that, so the figure and the text cannot drift.
+- the slice-factor figure and sentence (docs/cost_vs_slice_factor.png, docs/figures.json): the
+  README's "Why a mix" paragraph quotes `claim()`; tests/test_readme.py re-solves the sweep and
+  checks that the README says exactly that;
+- the study table (`study_table()`) from docs/study_reduced.json, which `python benchmarks/study.py
+  --save docs/study_reduced.json` writes; the test checks the README quotes that table.
 """
 
 from __future__ import annotations
@@ -36,6 +39,25 @@ def claim(c: dict[str, float]) -> str:
             f"({1 - at8 / whole:.1%} cheaper) and ${limit:.2f}/h in the continuous limit")
 
 
+SETTINGS = ("chat_40ms", "chat_120ms", "summarization_40ms", "summarization_120ms", "mixed_40ms", "mixed_120ms")
+
+
+def study_table(result: dict) -> str:
+    """The README's study table from benchmarks/study.py's JSON summary."""
+    span = lambda v: "-" if not v or v[0] is None else f"{v[0]:.0%} to {v[1]:.0%}"  # noqa: E731
+    rows = ["| setting | paper convention (ours) | paper | vs the cheapest single type (solver) | validated |",
+            "|---|---|---|---|---|"]
+    for key in SETTINGS:
+        rows.append(f"| {key.replace('_', '-')} | {span(result.get(f'{key}_paper_range'))} | "
+                    f"{span(result.get(f'{key}_paper'))} | {span(result.get(f'{key}_best_single'))} | "
+                    f"{span([result.get(f'{key}_validated_min'), result.get(f'{key}_validated_max')])} |")
+    rows.append("")
+    rows.append(f"Capacity error: {result['capacity_error_within_15pct']:.0%} of {result['capacity_pairs']} (GPU type, "
+                f"point) pairs within 15 % or one instance; worst ratio {result['capacity_error_worst'] or 1:.2f} over "
+                "pairs of at least 4 instances.")
+    return "\n".join(rows)
+
+
 def main() -> None:
     """Write the figure and docs/figures.json, print the sentence."""
     import pandas as pd
@@ -48,6 +70,9 @@ def main() -> None:
     (ROOT / "docs" / "cost_vs_slice_factor.svg").unlink(missing_ok=True)  # the README shows the PNG
     (ROOT / "docs" / "figures.json").write_text(json.dumps({"slice_factor": c, "claim": claim(c)}, indent=1) + "\n")
     print(claim(c))
+    saved = ROOT / "docs" / "study_reduced.json"
+    if saved.is_file():
+        print(study_table(json.loads(saved.read_text())))
 
 
 if __name__ == "__main__":

@@ -134,3 +134,23 @@ def test_timing_is_the_simulators_engine():
             _post(url + "/v1/completions", {"model": "llama-2-7b", "prompt": list(range(prompt)), "max_tokens": out})
             best = min(best, (time.perf_counter() - start) * speedup)
     assert expected * 0.98 <= best <= expected * 1.25
+
+
+def test_the_chat_role_chunk_comes_with_the_first_token_as_vllm_sends_it():
+    """Issue 17.8: the role chunk went out on arrival, so a client timing TTFT from the first chunk
+    with `choices` (vllm bench serve --backend openai-chat) measured ~1.5 ms against a 100 ms TTFT."""
+    cfg = EmulatorConfig(port=0, fixed_ttft_s=0.1, fixed_itl_s=0.01)
+
+    async def first_choice_s(url: str) -> float:
+        body = {"model": "llama-2-7b", "max_tokens": 4, "stream": True,
+                "messages": [{"role": "user", "content": "hi there"}]}
+        async with aiohttp.ClientSession() as s:
+            start = time.perf_counter()
+            async with s.post(url + "/v1/chat/completions", json=body) as resp:
+                async for line in resp.content:
+                    if line.startswith(b"data: {") and json.loads(line[6:]).get("choices"):
+                        return time.perf_counter() - start
+        raise AssertionError("no chunk with choices")
+
+    with EmulatorThread(cfg) as url:
+        assert asyncio.run(first_choice_s(url)) >= 0.09

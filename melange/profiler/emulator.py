@@ -202,12 +202,17 @@ class Emulator:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
         created = int(time.time())
-        if chat:
-            await resp.write(_event(_chunk(rid, self.name, created, chat, None, first=True)))
+        # vLLM sends the chat role chunk on the engine's first output, i.e. with the first token
+        # (serving_chat.py, `first_iteration`), not on arrival: clients that time TTFT from the
+        # first chunk with `choices` (vllm bench serve --backend openai-chat) would measure ~0 otherwise.
+        role = _event(_chunk(rid, self.name, created, chat, None, first=True)) if chat else b""
         token = _event(_chunk(rid, self.name, created, chat, None))  # encoded once: the hot path
         cut = output // 2 if fault in ("error_event", "drop", "stall") else output  # strikes after token `cut`
         sent = 0
         async for made in tokens:
+            if role and made > 0:
+                await resp.write(role)
+                role = b""
             if fault == "malformed" and sent == 0:
                 await resp.write(b'data: {"choices": [{"text": \n\n')
             if sent <= cut < made:  # token `cut` is out (none if 0) and more are due: strike
