@@ -148,6 +148,7 @@ class Profile:
     gpu: str
     max_rate: np.ndarray  # shape grid.shape, req/s
     source: str = "given"  # given | measured | simulated
+    unmeasured: tuple[tuple[int, int], ...] = ()  # cells never measured (their 0 is not "cannot serve")
 
 
 @dataclass

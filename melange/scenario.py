@@ -164,7 +164,9 @@ def _load_profile(gpu: GpuSpec, shape: tuple[int, int], base: Path, spec: Scenar
         table = _table(where, rows, shape)
         if not np.all(np.isfinite(table)) or np.any(table < 0):
             raise MelangeError(f"{where}: max_rate must be finite and >= 0")
-        return Profile(gpu.name, table, source=str(data.get("source", "given")))
+        measured = data.get("measured") if isinstance(data.get("measured"), dict) else {}
+        unmeasured = tuple((int(i), int(j)) for i, j in measured.get("unmeasured") or [])
+        return Profile(gpu.name, table, source=str(data.get("source", "given")), unmeasured=unmeasured)
     return Profile(gpu.name, _table(where, gpu.profile, shape))
 
 
@@ -284,6 +286,12 @@ def _from_spec(spec: ScenarioSpec, normalize: bool, source: Path, extra: tuple[s
             steps[g.name] = catalog_step
         elif g.step_time is not None:
             steps[g.name] = LinearStepModel(**g.step_time.model_dump())
+    busy = workload.bucket_rates() > 0
+    for name, p in profiles.items():
+        gap = [(i, j) for i, j in p.unmeasured if busy[i, j]]
+        if gap:  # a 0 there says "not measured", not "cannot serve": the plan would rest on nothing
+            raise MelangeError(f"gpus[{name}].profile: bucket {grid.label(*gap[0])} has traffic but was not "
+                               f"measured ({len(gap)} such bucket(s)); measure them (profile --buckets)")
     s = spec.solver
     slo = None if spec.slo is None else Slo(**spec.slo.model_dump())
     return Scenario(

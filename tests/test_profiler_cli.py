@@ -118,3 +118,53 @@ def test_serve_starts_the_server_waits_for_health_and_stops_it():
     with pytest.raises(MelangeError, match="exited with code"):
         with ServerProcess(f"{sys.executable} -c 'raise SystemExit(3)'", url):
             pass
+
+
+def test_a_closed_port_fails_fast_with_the_reason_and_a_later_run_measures(tmp_path):
+    """Issue 17.5: against a closed port the run wrote "0/60 buckets served" with exit 0, and the
+    failed probes were cached, so a re-run after the server came up measured nothing."""
+    import socket
+    import time as clock
+
+    from melange.profiler.emulator import EmulatorConfig, EmulatorThread
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out, url = tmp_path / "p.yaml", f"http://127.0.0.1:{port}"
+    args = ["profile", "--url", url, "--gpu", "A10G", "--model", "llama-2-7b", "--slo-tpot", "120ms",
+            "--attainment", "0.9", "--grid", _grid(tmp_path), "--time-scale", "10", "--rel-tol", "0.5",
+            "--min-window", "5s", "--confirm-requests", "300", "--quiet", "-o", str(out)]
+    start = clock.perf_counter()
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 2 and clock.perf_counter() - start < 10 and url in res.output, res.output
+    assert "Traceback" not in res.output and not out.exists()
+    with EmulatorThread(EmulatorConfig(port=port, fixed_ttft_s=0.005, fixed_itl_s=0.002, speedup=10.0)):
+        res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    doc = yaml.safe_load(out.read_text())
+    assert doc["measured"]["points"] > 0 and doc["max_rate"][0][0] > 0
+
+
+def test_buckets_left_out_are_marked_unmeasured_not_unservable(tmp_path):
+    """Issue 17.7: buckets not profiled (--buckets) were written as 0 ("cannot serve") with
+    zero_buckets: {}; a scenario using the file must not read them as unservable."""
+    from melange.profiler.run import RunResult, profile_yaml_doc
+    from melange.core import BucketGrid, Profile, Slo
+
+    grid = BucketGrid((1, 100, 400), (1, 20, 50))
+    result = RunResult(Profile("A10G", np.array([[0.0, 0.0], [0.0, 3.0]]), source="measured"))
+    result.reasons.update({(0, 0): "not measured (--buckets left it out)", (0, 1): "not measured (--buckets left it out)",
+                           (1, 0): "not measured (--buckets left it out)"})
+    doc = profile_yaml_doc(result, "llama-2-7b", Slo(120), grid)
+    assert doc["measured"]["unmeasured"] == [[0, 0], [0, 1], [1, 0]] and doc["measured"]["zero_buckets"] == {}
+    profile = tmp_path / "prof.yaml"
+    profile.write_text(yaml.safe_dump(doc))
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(yaml.safe_dump({"model": "llama-2-7b", "grid": {"input_edges": [1, 100, 400],
+                                                                       "output_edges": [1, 20, 50]},
+                                        "workload": {"rate": 2, "distribution": [[0.5, 0.0], [0.0, 0.5]]},
+                                        "slo": {"tpot_ms": 120},
+                                        "gpus": [{"name": "A10G", "cost": 1.01, "profile": str(profile)}]}))
+    res = CliRunner().invoke(cli, ["solve", str(scenario)])
+    assert res.exit_code == 2 and "was not measured" in res.output and "in 1-100 / out 1-20" in res.output

@@ -75,6 +75,11 @@ def measured_profile(*, gpu: str, model: str, slo: Slo, grid: BucketGrid, catalo
         doc, result, fit = measure_profile(gpu, model, grid, slo, settings, engine=engine, catalog=catalog,
                                            target=target, serve_cmd=serve_cmd, from_results=from_results,
                                            store_path=store_path, buckets=buckets, cost=cost, progress=progress)
+    if not result.points:  # nothing was measured: no profile of zeros with exit 0
+        why = "; ".join(sorted({w for w in result.reasons.values()})) or "no load test ran"
+        source = f"--from-results {from_results}: no benchmark in it could be read" if from_results else \
+            f"--url {target.url}: no bucket could be measured"
+        raise MelangeError(f"{source} ({why[:300]})")
     atomic_write_text(output, yaml.safe_dump(doc, sort_keys=False, width=120))
     served = int((result.profile.max_rate > 0).sum())
     fitted = "step model fitted" if fit is not None else "no step model (too few records or GPU/model not in catalog)"

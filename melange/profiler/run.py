@@ -52,12 +52,21 @@ def run_config(target: Target, grid: BucketGrid, slo: Slo, settings: SearchSetti
             "grid": [list(grid.in_edges), list(grid.out_edges)], "search": settings.as_dict()}
 
 
-async def _probe(target: Target, grid: BucketGrid, i: int, j: int) -> float:
-    """A lone mid-bucket request's e2e (GPU seconds); inf when it fails."""
+async def _probe(target: Target, grid: BucketGrid, i: int, j: int) -> tuple[float, str | None]:
+    """A lone mid-bucket request's e2e (GPU seconds), and why it failed (None when it did not)."""
     inp, out = mid_bucket(grid, i, j)
     async with aiohttp.ClientSession() as session:
         rec = await send(session, target, Job(0, 0.0, inp, out, i, j), time.perf_counter())
-    return float("inf") if rec.error else float(rec.e2e_s)
+    return (float("inf"), rec.error) if rec.error else (float(rec.e2e_s), None)
+
+
+NOT_MEASURED = "not measured (--buckets left it out)"
+
+
+def server_refused(error: str) -> bool:
+    """Whether a failed request was answered by the server (an HTTP error status: a measurement of
+    the server, e.g. a request too long for it) rather than lost (connection, timeout: not one)."""
+    return error.lower().startswith("http")
 
 
 async def measure_point(target: Target, grid: BucketGrid, slo: Slo, settings: SearchSettings, i: int, j: int,
@@ -97,12 +106,20 @@ async def profile_server(target: Target, grid: BucketGrid, slo: Slo, settings: S
     result = RunResult(Profile(target.gpu, rates, source="measured"))
     try:
         todo = buckets or [(i, j) for i in range(grid.shape[0]) for j in range(grid.shape[1])]
+        for cell in {(i, j) for i in range(grid.shape[0]) for j in range(grid.shape[1])} - set(todo):
+            result.reasons[cell] = NOT_MEASURED  # a 0 that is not "cannot serve": said so in the file
         for i, j in todo:
             if (i, j) not in store.probes:
-                store.probe(i, j, await _probe(target, grid, i, j))
+                latency, error = await _probe(target, grid, i, j)
+                if error is not None and not server_refused(error):  # lost, not answered: never cached
+                    raise MelangeError(f"--url {target.url}: bucket {grid.label(i, j)}: a lone request got no "
+                                       f"answer ({error}); nothing of this bucket is kept, re-run to resume")
+                store.probe(i, j, latency)
+                if error is not None:
+                    result.reasons[(i, j)] = f"a lone mid-bucket request failed: {error}"
             latency = store.probes[(i, j)]
             if not np.isfinite(latency) or latency <= 0:
-                result.reasons[(i, j)] = "a lone request failed (too long for the server, or an error)"
+                result.reasons.setdefault((i, j), "a lone mid-bucket request failed (an HTTP error from the server)")
                 progress.bucket_done((i, j), 0.0)
                 continue
 
@@ -171,8 +188,11 @@ def profile_yaml_doc(result: RunResult, model: str, slo: Slo, grid: BucketGrid, 
     more: dict = {}
     if cost is not None:
         more["cost"] = cost
+    unmeasured = sorted(k for k, why in result.reasons.items() if why == NOT_MEASURED)
     more["measured"] = {**extra, "points": len(result.points),
-                        "zero_buckets": {f"{i},{j}": why for (i, j), why in result.reasons.items()}}
+                        "zero_buckets": {f"{i},{j}": why for (i, j), why in result.reasons.items()
+                                         if why != NOT_MEASURED},
+                        "unmeasured": [list(k) for k in unmeasured]}
     if fit is not None:
         m = fit.model
         more["step_model"] = {"alpha": m.alpha, "beta_prefill": m.beta_prefill, "beta_decode": m.beta_decode,
