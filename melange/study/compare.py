@@ -54,7 +54,10 @@ def savings(table: pd.DataFrame) -> pd.DataFrame:
         singles = part[(part["only"] != MELANGE) & part["held_cost"].notna()]
         best = singles.loc[singles["held_cost"].idxmin()] if len(singles) else None
         best_cost = np.nan if best is None else float(best["held_cost"])
-        saving = 1.0 - mel_cost / best_cost if np.isfinite(mel_cost) and np.isfinite(best_cost) else np.nan
+        complete = not (part["status"] == "error").any() if "status" in part else True
+        # A rate where a point errored has no saving: the missing type might have been the cheapest.
+        saving = (1.0 - mel_cost / best_cost if complete and np.isfinite(mel_cost) and np.isfinite(best_cost)
+                  else np.nan)
         row = {"rate": float(rate), "melange_cost": mel_cost,
                "best_single": None if best is None else best["only"], "best_single_cost": best_cost,
                "saving": saving}
