@@ -168,3 +168,44 @@ def test_buckets_left_out_are_marked_unmeasured_not_unservable(tmp_path):
                                         "gpus": [{"name": "A10G", "cost": 1.01, "profile": str(profile)}]}))
     res = CliRunner().invoke(cli, ["solve", str(scenario)])
     assert res.exit_code == 2 and "was not measured" in res.output and "in 1-100 / out 1-20" in res.output
+
+
+def _import(tmp_path, files: dict, grid=((1, 100, 400), (1, 20, 50))):
+    results = tmp_path / "results"
+    results.mkdir(exist_ok=True)
+    for name, text in files.items():
+        (results / name).write_text(text)
+    out = tmp_path / "p.yaml"
+    res = CliRunner().invoke(cli, ["profile", "--from-results", str(results), "--gpu", "A10G", "--model", "llama-2-7b",
+                                   "--slo-tpot", "100ms", "--attainment", "0.9", "--grid", _grid(tmp_path, *grid),
+                                   "-o", str(out)])
+    return res, (yaml.safe_load(out.read_text()) if out.exists() else None)
+
+
+def test_vllm_result_files_as_vllm_writes_them(tmp_path):
+    """Issue 17.3-4: failures got e2e NaN and stayed in the system forever; an --append-result file
+    failed; a *.pytorch.json sidecar broke the import; runs at rate inf, with max_concurrency or a
+    ramp-up were dropped (or, for max_concurrency, judged as if open-loop) without a word."""
+    ok = _vllm_result(4.0, 300, 0.05, 0.03)
+    ok["errors"] = ["boom"] + [""] * 299  # 0.3 % failures: a stable run
+    two = json.dumps(ok) + "\n" + json.dumps(_vllm_result(8.0, 300, 0.05, 0.03)) + "\n"
+    closed = {**_vllm_result(16.0, 300, 0.05, 0.03), "max_concurrency": 8}
+    flood = {**_vllm_result(4.0, 300, 0.05, 0.03), "request_rate": "inf"}
+    res, doc = _import(tmp_path, {"r.json": two, "r.pytorch.json": "[1, 2]", "closed.json": json.dumps(closed),
+                                  "flood.json": json.dumps(flood)})
+    assert res.exit_code == 0, res.output
+    assert doc["max_rate"][0][0] == 8.0  # both runs of the appended file, the failure leaving the system
+    skipped = " | ".join(doc["measured"]["skipped"])
+    assert "closed.json: skipped: max_concurrency 8" in skipped and "flood.json: skipped: request rate 'inf'" in skipped
+    assert doc["measured"]["points"] == 2
+
+
+def test_malformed_result_files_are_one_line_errors(tmp_path):
+    """Issue 17.10: lists of different lengths, text in a number field, `benchmarks: 5` gave
+    IndexError, ValueError, TypeError and AttributeError tracebacks."""
+    short = {**_vllm_result(4.0, 10, 0.05, 0.03), "ttfts": [0.05] * 9}
+    text = {**_vllm_result(4.0, 10, 0.05, 0.03), "input_lens": ["many"] * 10}
+    for k, bad in enumerate((short, text, {"benchmarks": 5}, {"benchmarks": [{"config": 5}]})):
+        (tmp_path / str(k)).mkdir()
+        res, _ = _import(tmp_path / str(k), {"bad.json": json.dumps(bad)})
+        assert res.exit_code == 2 and "Traceback" not in res.output and res.output.startswith("Error:"), res.output

@@ -75,8 +75,9 @@ def measured_profile(*, gpu: str, model: str, slo: Slo, grid: BucketGrid, catalo
         doc, result, fit = measure_profile(gpu, model, grid, slo, settings, engine=engine, catalog=catalog,
                                            target=target, serve_cmd=serve_cmd, from_results=from_results,
                                            store_path=store_path, buckets=buckets, cost=cost, progress=progress)
-    if not result.points:  # nothing was measured: no profile of zeros with exit 0
-        why = "; ".join(sorted({w for w in result.reasons.values()})) or "no load test ran"
+    if not any("bucket" in p for p in result.points):  # nothing measured: no profile of zeros with exit 0
+        why = "; ".join(sorted({w for w in result.reasons.values()} | {p["reason"] for p in result.points
+                                                                       if p.get("reason")})) or "no load test ran"
         source = f"--from-results {from_results}: no benchmark in it could be read" if from_results else \
             f"--url {target.url}: no bucket could be measured"
         raise MelangeError(f"{source} ({why[:300]})")

@@ -36,22 +36,38 @@ from melange.profiler.store import rate_key
 BUCKET_SHARE = 0.9  # a load test counts for a bucket when this share of its requests is in it
 
 
-def _vllm_points(data: dict, gpu: str) -> list[tuple[float, list[RequestRecord]]]:
-    rate = float(data.get("request_rate", math.inf))
+def _vllm_points(data: dict, gpu: str) -> tuple[list[tuple[float, list[RequestRecord]]], str]:
+    """(rate points, why the run was skipped or '') of one `vllm bench serve --save-detailed` result."""
+    rate = data.get("request_rate", math.inf)
+    rate = float(rate) if isinstance(rate, (int, float)) or str(rate) in ("inf", "Infinity") else math.nan
     if not math.isfinite(rate) or rate <= 0:
-        return []
+        return [], f"request rate {data.get('request_rate')!r}: not an open-loop rate point"
+    if data.get("max_concurrency") not in (None, 0):
+        # Requests then wait for a free slot in the client, and vLLM's ttfts leave that wait out:
+        # a saturated server would look fine. Not a rate point.
+        return [], f"max_concurrency {data['max_concurrency']}: a closed-loop run (its TTFTs leave out the client's wait)"
+    if data.get("ramp_up_strategy"):
+        return [], f"ramp-up ({data['ramp_up_strategy']}): the rate changes during the run"
     ins, outs, ttfts, itls = data["input_lens"], data["output_lens"], data["ttfts"], data["itls"]
-    errors = data.get("errors") or [""] * len(ins)
+    n = len(ins)
+    errors = data.get("errors") or [""] * n
+    starts = data.get("start_times")
+    if any(len(x) != n for x in (outs, ttfts, itls, errors)) or (starts is not None and len(starts) != n):
+        raise MelangeError("--from-results: a vLLM result's per-request lists differ in length")
+    t0 = min(starts) if starts else 0.0
     records = []
-    for k in range(len(ins)):
+    for k in range(n):
         gaps = tuple(float(g) for g in (itls[k] or ()))
         err = errors[k] or None
-        ttft = float(ttfts[k]) if ttfts[k] is not None else math.nan
+        arrival = float(starts[k]) - t0 if starts else k / rate  # no send times saved: evenly spaced
+        ttft = float(ttfts[k]) if ttfts[k] is not None and err is None else math.nan
+        # A failed request leaves the system when it failed (unknown: at once), never "still in it".
+        e2e = ttft + sum(gaps) if err is None else 0.0
         records.append(RequestRecord(
-            request_id=k, arrival_s=k / rate, input_tokens=int(ins[k]), output_tokens=int(outs[k] or 0),
+            request_id=k, arrival_s=arrival, input_tokens=int(ins[k]), output_tokens=int(outs[k] or 0),
             bucket_in=-1, bucket_out=-1, gpu=gpu, instance=0, queue_s=math.nan, ttft_s=ttft,
-            e2e_s=ttft + sum(gaps) if err is None else math.nan, error=err, sent_s=k / rate, itl_s=gaps))
-    return [(rate, records)]
+            e2e_s=e2e, error=err, sent_s=arrival, itl_s=gaps))
+    return [(rate, records)], ""
 
 
 def _guidellm_points(data: dict, gpu: str) -> list[tuple[float, list[RequestRecord]]]:
@@ -87,26 +103,48 @@ def _guidellm_points(data: dict, gpu: str) -> list[tuple[float, list[RequestReco
     return points
 
 
-def load_points(path: str | Path, gpu: str) -> list[tuple[str, float, list[RequestRecord]]]:
-    """(file, rate, records) of every rate point in `path` (a file or a directory of .json)."""
+def _json_objects(text: str) -> list:
+    """Every JSON value in `text`: one, or several one after another (`--append-result` files)."""
+    decoder, out, k = json.JSONDecoder(), [], 0
+    while True:
+        while k < len(text) and text[k].isspace():
+            k += 1
+        if k >= len(text):
+            return out
+        value, k = decoder.raw_decode(text, k)
+        out.append(value)
+
+
+def load_points(path: str | Path, gpu: str,
+                skipped: list[dict] | None = None) -> list[tuple[str, float, list[RequestRecord]]]:
+    """(file, rate, records) of every rate point in `path` (a file or a directory of .json); runs
+    that are not rate points are listed in `skipped` with the reason."""
     path = Path(path)
-    files = sorted(path.glob("*.json")) if path.is_dir() else [path]
+    # A directory's *.pytorch.json files are torch-profiler traces written beside the results.
+    files = sorted(f for f in path.glob("*.json") if not f.name.endswith(".pytorch.json")) if path.is_dir() else [path]
     if not files or not all(f.is_file() for f in files):
         raise MelangeError(f"--from-results: {path} has no result files")
     out = []
+    skipped = [] if skipped is None else skipped
     for f in files:
         try:
-            data = json.loads(f.read_text(encoding="utf-8"))
+            objects = _json_objects(f.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise MelangeError(f"--from-results: {f} is not readable JSON ({exc})") from None
-        if isinstance(data, dict) and "benchmarks" in data:
-            points = _guidellm_points(data, gpu)
-        elif isinstance(data, dict) and {"input_lens", "ttfts", "itls"} <= set(data):
-            points = _vllm_points(data, gpu)
-        else:
-            raise MelangeError(f"--from-results: {f} is neither a `vllm bench serve --save-detailed` "
-                               "result nor a GuideLLM report")
-        out += [(f.name, rate, recs) for rate, recs in points]
+        for data in objects:
+            try:
+                if isinstance(data, dict) and isinstance(data.get("benchmarks"), list):
+                    points, why = _guidellm_points(data, gpu), ""
+                elif isinstance(data, dict) and {"input_lens", "ttfts", "itls"} <= set(data):
+                    points, why = _vllm_points(data, gpu)
+                else:
+                    raise MelangeError(f"--from-results: {f} is neither a `vllm bench serve --save-detailed` "
+                                       "result nor a GuideLLM report")
+            except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+                raise MelangeError(f"--from-results: {f}: malformed result ({type(exc).__name__}: {exc})") from None
+            if why:
+                skipped.append({"file": f.name, "passed": False, "reason": f"skipped: {why}"})
+            out += [(f.name, rate, recs) for rate, recs in points]
     return out
 
 
@@ -116,14 +154,16 @@ def import_results(path: str | Path, gpu: str, grid: BucketGrid, slo: Slo,
     settings = settings or SearchSettings()
     verdicts: dict[tuple[int, int], list[tuple[float, bool]]] = {}
     result = RunResult(Profile(gpu, np.zeros(grid.shape), source="measured"))
-    for name, rate, recs in load_points(path, gpu):
-        ins = np.array([r.input_tokens for r in recs])
-        outs = np.array([r.output_tokens if r.error is None else -1 for r in recs])
-        bi, bj = grid.bucket_of(ins, np.where(outs < 0, grid.out_edges[0], outs))
+    skipped: list[dict] = []
+    for name, rate, recs in load_points(path, gpu, skipped):
+        # The bucket of a load test is its completed requests' (a failed one's output length is
+        # not known); its failures count against that bucket, never another one.
+        done = [r for r in recs if r.error is None] or recs
+        bi, bj = grid.bucket_of(np.array([r.input_tokens for r in done]), np.array([r.output_tokens for r in done]))
         cells, counts = np.unique(np.stack([bi, bj], 1), axis=0, return_counts=True)
         top = int(np.argmax(counts))
         i, j = (int(v) for v in cells[top])
-        if counts[top] < BUCKET_SHARE * len(recs) or i < 0 or j < 0:
+        if counts[top] < BUCKET_SHARE * len(done) or i < 0 or j < 0:
             result.points.append({"file": name, "rate": rate_key(rate), "passed": False,
                                   "reason": "skipped: requests span several buckets or leave the grid"})
             continue
@@ -136,6 +176,7 @@ def import_results(path: str | Path, gpu: str, grid: BucketGrid, slo: Slo,
         result.points.append(verdict)
         result.records[(i, j, rate_key(rate))] = [_row(r) for r in recs]
         verdicts.setdefault((i, j), []).append((rate, bool(verdict["passed"])))
+    result.points += skipped  # said, not dropped without a word
     for (i, j), vs in verdicts.items():
         lowest_fail = min((r for r, ok in vs if not ok), default=math.inf)
         passing = [r for r, ok in vs if ok and r < lowest_fail]

@@ -189,7 +189,8 @@ def profile_yaml_doc(result: RunResult, model: str, slo: Slo, grid: BucketGrid, 
     if cost is not None:
         more["cost"] = cost
     unmeasured = sorted(k for k, why in result.reasons.items() if why == NOT_MEASURED)
-    more["measured"] = {**extra, "points": len(result.points),
+    more["measured"] = {**extra, "points": sum("bucket" in p for p in result.points),
+                        "skipped": [f"{p.get('file', '')}: {p['reason']}" for p in result.points if "bucket" not in p],
                         "zero_buckets": {f"{i},{j}": why for (i, j), why in result.reasons.items()
                                          if why != NOT_MEASURED},
                         "unmeasured": [list(k) for k in unmeasured]}
