@@ -178,3 +178,59 @@ def test_solve_stops_at_once_while_the_solver_runs(tmp_path, sig):
         pytest.skip("the solve finished within 3 s on this machine")
     code, seconds, _, err = stop(proc, sig)
     assert code == CODES[sig] and seconds < 2.0 and "Traceback" not in err, (code, seconds, err)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_as_the_first_worker_starts_is_never_lost(tmp_path, sig):
+    """Issue 17.10: 8 of 8 SIGINT/SIGTERM sent as `profile --simulate --workers 2` forked its first
+    worker were swallowed ("Exception ignored in: <function _releaseLock>") and the run finished."""
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("input_edges: [1, 20, 40, 60, 80]\noutput_edges: [1, 10, 20, 30]\n")
+    args = [*MELANGE, "profile", "--simulate", "--gpu", "A10G", "--model", "llama-2-7b", "--slo-tpot", "120ms",
+            "--grid", str(grid), "--no-cache", "--workers", "2", "--quiet", "-o", str(tmp_path / "p.yaml")]
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    wait_for(lambda: len(descendants(proc.pid)) >= 1, timeout=60)  # the first worker is being forked
+    code, seconds, kids, err = stop(proc, sig)
+    assert code == CODES[sig] and seconds < 2.0, (code, seconds, err)
+    assert not [k for k in kids if alive(k)] and "Exception ignored" not in err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_emulate_stops_within_a_second_with_streams_in_flight(tmp_path, sig):
+    """Issue 17.10: `emulate` with a 2,000-token stream in flight exited only when the stream ended
+    (59 s), and exited 0, not 130/143."""
+    import socket
+    import threading
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([*MELANGE, "emulate", "--port", str(port), "--fixed-ttft", "10ms", "--fixed-itl", "30ms"],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            urllib.request.urlopen(url + "/health", timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    wait_for(up, timeout=30)
+    body = json.dumps({"model": "llama-2-7b", "prompt": [1, 2, 3], "max_tokens": 2000, "stream": True}).encode()
+
+    def stream() -> None:
+        try:
+            req = urllib.request.Request(url + "/v1/completions", data=body, headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=90) as resp:
+                resp.read()
+        except OSError:
+            pass  # cut by the shutdown, as it should be
+
+    reader = threading.Thread(target=stream, daemon=True)
+    reader.start()
+    time.sleep(1.0)  # the stream is well under way (2,000 tokens take 60 s)
+    code, seconds, kids, err = stop(proc, sig)
+    assert code == CODES[sig] and seconds < 1.5, (code, seconds, err)
+    assert "Traceback" not in err

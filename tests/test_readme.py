@@ -88,4 +88,6 @@ def test_the_study_table_is_the_saved_benchmark_run():
     for key in settings:
         lo, hi = result[f"{key}_validated_min"], result[f"{key}_validated_max"]
         assert lo is not None and lo >= 0 and hi >= lo, key  # never worse than one GPU type
-    assert result["capacity_error_within_15pct"] >= 0.9
+        ours, paper = result[f"{key}_paper_range"], result[f"{key}_paper"]
+        assert ours[0] <= paper[1] and paper[0] <= ours[1], key  # the paper-convention ranges overlap
+    assert result["capacity_error_within_15pct"] >= 0.9 and result["capacity_error_worst"] <= 1.5

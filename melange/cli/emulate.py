@@ -42,12 +42,13 @@ def emulate(gpu: str, model: str, served_model_name: str | None, host: str, port
         gpu=gpu, model=model, served_name=served_model_name, host=host, port=port, speedup=speedup, seed=seed,
         engine=EngineConfig(max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
                             max_model_len=max_model_len),
-        fixed_ttft_s=None if fixed_ttft is None else parse_duration(fixed_ttft, "--fixed-ttft", "ms"),
-        fixed_itl_s=None if fixed_itl is None else parse_duration(fixed_itl, "--fixed-itl", "ms"),
+        fixed_ttft_s=None if fixed_ttft is None else parse_duration(fixed_ttft, "--fixed-ttft", hint="ms|s"),
+        fixed_itl_s=None if fixed_itl is None else parse_duration(fixed_itl, "--fixed-itl", hint="ms|s"),
         http_error=parse_fraction(error_rate, "--error-rate"),
         error_event=parse_fraction(error_event_rate, "--error-event-rate"),
         stall=parse_fraction(stall_rate, "--stall-rate"), stall_s=parse_duration(stall_text, "--stall"),
         drop=parse_fraction(drop_rate, "--drop-rate"), malformed=parse_fraction(malformed_rate, "--malformed-rate"),
         catalog=tuple(extra))
     click.echo(f"melange emulate: {gpu} × {model} at http://{host}:{port} (speedup {speedup:g})", err=True)
-    serve(config)
+    signum = serve(config)  # until Ctrl-C or SIGTERM; streams in flight are cut, not waited for
+    raise click.exceptions.Exit(128 + signum)

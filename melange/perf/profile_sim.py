@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -183,10 +184,9 @@ def _read_cached(path: Path | None, notify) -> float | None:
 
 def _worker_init() -> None:
     """Worker processes leave Ctrl-C to the parent (which stops them) and die with it."""
-    import signal
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # blocked by the parent at fork
     try:  # Linux: SIGTERM this worker if the parent dies without cleaning up (e.g. SIGKILL)
         import ctypes
 
@@ -290,7 +290,14 @@ def _run(jobs, todo, paths, rates, workers, done, progress, label) -> None:
             try:
                 # Costly buckets (long outputs) first, so the last worker is not left alone.
                 order = sorted(todo, key=lambda kj: -(kj[1].grid.out_edges[kj[1].j + 1]))
-                futures = {pool.submit(_cached_search, job, paths[k]): job for k, job in order}
+                # Ctrl-C/SIGTERM held while the workers are forked: a signal landing inside the
+                # fork's lock handling was swallowed ("Exception ignored in _releaseLock") and the
+                # run went on; held, it is raised right after, here, and stops the pool.
+                held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+                try:
+                    futures = {pool.submit(_cached_search, job, paths[k]): job for k, job in order}
+                finally:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, held)
                 for fut in as_completed(futures):
                     job = futures[fut]
                     rates[job.i, job.j] = fut.result()

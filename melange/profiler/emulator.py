@@ -294,11 +294,35 @@ def _full_body(rid: str, model: str, chat: bool, output: int, usage: dict) -> di
             "choices": [choice], "usage": usage}
 
 
-def serve(config: EmulatorConfig) -> None:
-    """Run the emulator in the foreground until Ctrl-C/SIGTERM."""
+SHUTDOWN_S = 0.1  # streams still in flight at Ctrl-C/SIGTERM get this long, then are cut
+
+
+def serve(config: EmulatorConfig) -> int:
+    """Run the emulator in the foreground until Ctrl-C or SIGTERM; returns that signal's number.
+    aiohttp's own `run_app` waits up to a minute for open streams and then exits 0: a server
+    stopped by a signal exits 130/143 within a second, as every melange command does."""
+    import signal
+
     app = Emulator(config).app
-    web.run_app(app, host=config.host, port=config.port, print=None, access_log=None,
-                handle_signals=True)
+
+    async def main() -> int:
+        stop: asyncio.Future = asyncio.get_running_loop().create_future()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(signum, lambda s=signum: stop.done() or stop.set_result(s))
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_S)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, config.host, config.port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise MelangeError(f"--host {config.host} --port {config.port}: cannot listen there "
+                               f"({exc.strerror or exc})") from None
+        try:
+            return await stop
+        finally:
+            await runner.cleanup()
+
+    return asyncio.run(main())
 
 
 class AppThread:
