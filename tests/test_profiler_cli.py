@@ -209,3 +209,42 @@ def test_malformed_result_files_are_one_line_errors(tmp_path):
         (tmp_path / str(k)).mkdir()
         res, _ = _import(tmp_path / str(k), {"bad.json": json.dumps(bad)})
         assert res.exit_code == 2 and "Traceback" not in res.output and res.output.startswith("Error:"), res.output
+
+
+def _guidellm08(rate: float, n: int, *, sent_rate: float | None = None, ttft: float = 0.1, itl: float = 0.01,
+                out: int = 40, inp: int = 200, no_timing: int = 0) -> dict:
+    """A GuideLLM 0.8 report (the layout of guidellm.benchmark.schemas: config.strategy, requests
+    grouped by status, per-request info.timings and computed token counts) of one constant-rate run."""
+    reqs = []
+    for k in range(n):
+        scheduled = 1000.0 + k / rate
+        sent = 1000.0 + k / (sent_rate or rate)
+        first, last = sent + ttft, sent + ttft + itl * (out - 1)
+        if k < no_timing:
+            first = last = -1.0
+        reqs.append({"type_": "generative_request_stats", "request_id": str(k), "prompt_tokens": inp,
+                     "output_tokens": out, "time_to_first_token_ms": (first - sent) * 1000,
+                     "request_start_time": sent, "request_end_time": last,
+                     "info": {"request_id": str(k), "timings": {"targeted_start": scheduled, "request_start": sent,
+                                                                 "first_token_iteration": first,
+                                                                 "last_token_iteration": last, "resolve_end": last}}})
+    return {"benchmarks": [{"type_": "generative_benchmark",
+                            "config": {"strategy": {"type_": "constant", "rate": rate, "max_concurrency": None,
+                                                    "rampup_duration": 0.0}},
+                            "requests": {"successful": reqs, "errored": [], "incomplete": []}},
+                           {"config": {"strategy": {"type_": "synchronous"}}, "requests": {}}]}
+
+
+def test_guidellm_08_reports_import_on_the_scheduled_clock(tmp_path):
+    """Issue 17.1-2: GuideLLM 0.8.1's report imported as "0/60 buckets served, 0 points" with exit
+    0; a client that fell behind (10 req/s scheduled, 5 sent) imported as passing at 10; a -1.0
+    token time became a TTFT of -1.7e9 s that met the SLO."""
+    for name in "abc":
+        (tmp_path / name).mkdir()
+    res, doc = _import(tmp_path / "a", {"g.json": json.dumps(_guidellm08(4.0, 300))})
+    assert res.exit_code == 0 and doc["max_rate"][1][1] == 4.0, res.output  # bucket (1, 1): 200 in, 40 out
+    assert "synchronous" in " ".join(doc["measured"]["skipped"])
+    res, doc = _import(tmp_path / "b", {"g.json": json.dumps(_guidellm08(10.0, 600, sent_rate=5.0))})
+    assert res.exit_code == 0 and doc["max_rate"][1][1] == 0.0, res.output  # judged, and failed
+    res, doc = _import(tmp_path / "c", {"g.json": json.dumps(_guidellm08(4.0, 300, no_timing=60))})
+    assert res.exit_code == 0 and doc["max_rate"][1][1] == 0.0  # 20 % without timings: failures, not instant tokens

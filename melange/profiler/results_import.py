@@ -6,10 +6,12 @@ Two formats:
   per-request `input_lens`, `output_lens`, `ttfts`, `itls` (lists of gaps) and `errors`. It has
   no send times, so arrivals are taken as evenly spaced at the request rate (an approximation:
   the stability checks see the right number of arrivals, not their exact times);
-- GuideLLM JSON reports (`benchmarks.json`): several benchmarks per file, each with its strategy's
-  rate and every request's `start_time`, `first_token_time`, `end_time`, token counts, and errored
-  and incomplete requests (kept as failures). Benchmarks without a rate (synchronous, throughput,
-  concurrent) are skipped.
+- GuideLLM JSON reports: several benchmarks per file, each with its strategy's rate
+  (`config.strategy` in GuideLLM 0.8, `args.strategy` in 0.2-0.3) and every request's timings
+  (`info.timings` in 0.8; `start_time`, `first_token_time`, `end_time` before), token counts, and
+  errored and incomplete requests (kept as failures). Requests are timed from their *scheduled*
+  start (`targeted_start`). Benchmarks without a rate (synchronous, throughput, concurrent), capped
+  or ramping ones are skipped, each with its reason in the profile.
 
 A load test is a point of the bucket that holds at least 90 % of its requests (mixed tests are
 skipped, with the reason). Points are judged by the same rule as measured ones
@@ -70,35 +72,75 @@ def _vllm_points(data: dict, gpu: str) -> tuple[list[tuple[float, list[RequestRe
     return [(rate, records)], ""
 
 
-def _guidellm_points(data: dict, gpu: str) -> list[tuple[float, list[RequestRecord]]]:
+def _time(value) -> float:
+    """A GuideLLM timestamp, NaN when it has none (None, or -1.0 for 'not recorded')."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 else math.nan
+
+
+def _guidellm_request(r: dict) -> tuple[float, float, float, float, int, int]:
+    """(scheduled, sent, first token, last token, prompt tokens, output tokens) of one GuideLLM
+    request, from the 0.8 layout (`info.timings`, computed token counts) or the 0.2-0.3 one."""
+    timings = ((r.get("info") or {}).get("timings")) if isinstance(r.get("info"), dict) else None
+    if isinstance(timings, dict):  # GuideLLM 0.8
+        sent = _time(timings.get("request_start"))
+        scheduled = _time(timings.get("targeted_start"))
+        first = _time(timings.get("first_token_iteration"))
+        last = _time(timings.get("last_token_iteration"))
+        if math.isnan(last):
+            last = _time(r.get("request_end_time"))
+    else:  # GuideLLM 0.2-0.3
+        sent = _time(r.get("start_time"))
+        scheduled = _time(r.get("targeted_start_time"))
+        first = _time(r.get("first_token_time"))
+        last = _time(r.get("last_token_time"))
+        if math.isnan(last):
+            last = _time(r.get("end_time"))
+    prompt = r.get("prompt_tokens") or ((r.get("input_metrics") or {}).get("text_tokens")) or 0
+    output = r.get("output_tokens") or ((r.get("output_metrics") or {}).get("text_tokens")) or 0
+    return scheduled if not math.isnan(scheduled) else sent, sent, first, last, int(prompt), int(output)
+
+
+def _guidellm_points(data: dict, gpu: str, skipped: list[dict] | None = None) -> list[tuple[float, list[RequestRecord]]]:
+    """Rate points of a GuideLLM report. Requests are timed from their *scheduled* start
+    (`targeted_start`): a client that fell behind its schedule shows as queueing, not as a server
+    that kept up (coordinated omission). A request with no timing (-1 or missing) failed."""
     points = []
-    for bench in data["benchmarks"]:
-        strategy = (bench.get("args") or {}).get("strategy") or {}
-        rate = strategy.get("rate")
-        if not isinstance(rate, (int, float)) or not rate > 0:
+    for k_bench, bench in enumerate(data["benchmarks"]):
+        if not isinstance(bench, dict):
+            raise MelangeError(f"--from-results: benchmarks[{k_bench}] is not an object")
+        config = bench.get("config") if isinstance(bench.get("config"), dict) else (bench.get("args") or {})
+        strategy = config.get("strategy") or {} if isinstance(config, dict) else {}
+        rate, kind = strategy.get("rate"), strategy.get("type_", "?")
+        why = ("" if isinstance(rate, (int, float)) and rate > 0 and math.isfinite(rate) else
+               f"strategy {kind}: no request rate (not an open-loop rate point)")
+        if not why and strategy.get("max_concurrency"):
+            why = f"strategy {kind} with max_concurrency {strategy['max_concurrency']}: a capped run"
+        if not why and (strategy.get("rampup_duration") or 0) > 0:
+            why = f"strategy {kind} ramps up for {strategy['rampup_duration']} s: the rate changes during the run"
+        if why:
+            if skipped is not None:
+                skipped.append({"passed": False, "reason": f"skipped benchmark {k_bench}: {why}"})
             continue
         reqs = bench.get("requests") or {}
         rows = [(r, None) for r in reqs.get("successful", [])]
-        rows += [(r, str(r.get("error") or "errored")) for r in reqs.get("errored", [])]
+        rows += [(r, str(r.get("error") or (r.get("info") or {}).get("error") or "errored")) for r in reqs.get("errored", [])]
         rows += [(r, "incomplete") for r in reqs.get("incomplete", [])]
-        if not rows:
+        parsed = [(_guidellm_request(r), err) for r, err in rows]
+        parsed = [(p, err) for p, err in parsed if not math.isnan(p[0])]
+        if not parsed:
             continue
-        try:
-            t0 = min(float(r["start_time"]) for r, _ in rows)
-        except (KeyError, TypeError, ValueError):
-            raise MelangeError("--from-results: GuideLLM requests lack start_time "
-                               "(only the v0.2/v0.3 report layout is read)") from None
+        t0 = min(p[0] for p, _ in parsed)
         records = []
-        for k, (r, err) in enumerate(rows):
-            start = float(r["start_time"]) - t0
-            first = r.get("first_token_time")
-            end = r.get("last_token_time") or r.get("end_time")
+        for k, ((scheduled, sent, first, last, prompt, output), err) in enumerate(parsed):
+            if err is None and (math.isnan(first) or math.isnan(last)):
+                err = "no token timings recorded"
+            arrival = scheduled - t0
             records.append(RequestRecord(
-                request_id=k, arrival_s=start, input_tokens=int(r.get("prompt_tokens") or 0),
-                output_tokens=int(r.get("output_tokens") or 0), bucket_in=-1, bucket_out=-1, gpu=gpu,
-                instance=0, queue_s=math.nan,
-                ttft_s=float(first) - t0 - start if first is not None else math.nan,
-                e2e_s=float(end) - t0 - start if end is not None else math.nan, error=err, sent_s=start))
+                request_id=k, arrival_s=arrival, input_tokens=prompt, output_tokens=output, bucket_in=-1,
+                bucket_out=-1, gpu=gpu, instance=0, queue_s=math.nan,
+                ttft_s=first - scheduled if err is None else math.nan,
+                e2e_s=last - scheduled if err is None else (0.0 if math.isnan(last) else last - scheduled),
+                error=err, sent_s=(sent - t0) if not math.isnan(sent) else arrival))
         points.append((float(rate), records))
     return points
 
@@ -134,7 +176,7 @@ def load_points(path: str | Path, gpu: str,
         for data in objects:
             try:
                 if isinstance(data, dict) and isinstance(data.get("benchmarks"), list):
-                    points, why = _guidellm_points(data, gpu), ""
+                    points, why = _guidellm_points(data, gpu, skipped), ""
                 elif isinstance(data, dict) and {"input_lens", "ttfts", "itls"} <= set(data):
                     points, why = _vllm_points(data, gpu)
                 else:
