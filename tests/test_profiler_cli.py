@@ -30,6 +30,7 @@ def test_profile_url_against_another_openai_compatible_server(tmp_path):
             "--time-scale", "10", "--rel-tol", "0.5", "--min-window", "5s", "--confirm-requests", "300", "--quiet",
             "-o", str(out)])
     assert res.exit_code == 0, res.output
+    assert "warning: --prompt text: the server has no /tokenize" in res.output  # issue 17.6: said, not silent
     doc = yaml.safe_load(out.read_text())
     rate = doc["max_rate"][0][0]
     # Eight slots, >= 4 tokens of >= 2 ms: at most 1000 req/s of wall time, 100 in GPU seconds.

@@ -231,3 +231,19 @@ def test_max_requests_caps_a_point_and_a_capped_point_cannot_pass_on_too_few():
     assert n == 3000 and warmup_s * 300.0 > n  # all warm-up: nothing left to count
     assert not judge_point(_records(n, 300.0, 1.0), slo, capped, warmup_s)["passed"]
     assert point_plan(SearchSettings(), slo, grid, 0, Trial(300.0))[0] == 30_000  # the default runaway cap
+
+
+def test_a_confirming_trial_below_its_guard_band_shows_as_a_failure(capsys):
+    """Issue 17.11: the progress line printed "pass, attainment 0.916" for a confirming trial that
+    missed its guard band (the search stepped down, the screen said it passed)."""
+    from melange.profiler.progress import RichProgress
+    from melange.rate_search import Trial
+
+    with RichProgress("A10G") as progress:
+        progress.point_done((1, 1), Trial(3.0, confirm=True), {"passed": True, "attainment": 0.916, "guard": 0.995},
+                           False)
+        progress.point_done((1, 1), Trial(2.85, confirm=True), {"passed": True, "attainment": 0.997, "guard": 0.995},
+                            False)
+    err = " ".join(capsys.readouterr().err.split())  # the console folds long lines
+    first, second = err.split("2.85 req/s")
+    assert "fail, attainment 0.916 (below the guard band 0.995)" in first and "pass, attainment 0.997" in second, err

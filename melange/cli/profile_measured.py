@@ -75,6 +75,8 @@ def measured_profile(*, gpu: str, model: str, slo: Slo, grid: BucketGrid, catalo
         doc, result, fit = measure_profile(gpu, model, grid, slo, settings, engine=engine, catalog=catalog,
                                            target=target, serve_cmd=serve_cmd, from_results=from_results,
                                            store_path=store_path, buckets=buckets, cost=cost, progress=progress)
+    for warning in doc.get("measured", {}).get("warnings", []):
+        click.echo(f"warning: {warning}", err=True)
     if not any("bucket" in p for p in result.points):  # nothing measured: no profile of zeros with exit 0
         why = "; ".join(sorted({w for w in result.reasons.values()} | {p["reason"] for p in result.points
                                                                        if p.get("reason")})) or "no load test ran"

@@ -229,8 +229,9 @@ async def run_jobs(target: Target, jobs: list[Job], on_record: Callable[[Request
     return records
 
 
-def words_per_token(url: str, api_key: str | None) -> float:
-    """Words per token of the server's tokenizer on our filler text (its /tokenize), else 1."""
+def words_per_token(url: str, api_key: str | None) -> float | None:
+    """Words per token of the server's tokenizer on our filler text (its /tokenize); None when
+    the server cannot tell (no /tokenize)."""
     import urllib.error
     import urllib.request
 
@@ -242,8 +243,8 @@ def words_per_token(url: str, api_key: str | None) -> float:
         with urllib.request.urlopen(req, timeout=10) as resp:
             count = json.loads(resp.read()).get("count")
     except (urllib.error.URLError, OSError, ValueError, AttributeError):
-        return 1.0
-    return len(text.split()) / count if isinstance(count, int) and count > 0 else 1.0
+        return None
+    return len(text.split()) / count if isinstance(count, int) and count > 0 else None
 
 
 PREFLIGHT_TIMEOUT_S = 30.0  # a server that cannot answer one small request in this is not measured

@@ -30,12 +30,18 @@ def measure_profile(gpu: str, model: str, grid: BucketGrid, slo: Slo, settings: 
         extra = {"from_results": str(from_results)}
     else:
         with ServerProcess(serve_cmd, target.url) if serve_cmd else contextlib.nullcontext():
+            warnings = []
             if target.prompt == "text":
-                target = dataclasses.replace(target, words_per_token=words_per_token(target.url, target.api_key))
+                ratio = words_per_token(target.url, target.api_key)
+                if ratio is None:  # said, not silent: the lengths sent are then guesses
+                    warnings.append("--prompt text: the server has no /tokenize, so prompts assume one word per "
+                                    "token and their real lengths may fall in other buckets (the server's own counts "
+                                    "are what is recorded)")
+                target = dataclasses.replace(target, words_per_token=ratio or 1.0)
             preflight(target)  # down, not HTTP, or refusing our requests: say so before the search
             result = run_profile(target, grid, slo, settings, store_path, buckets=buckets, progress=progress)
         extra = {"url": target.url, "api": target.api, "prompt": target.prompt, "time_scale": target.time_scale,
-                 "store": str(store_path), "seed": settings.params.seed}
+                 "store": str(store_path), "seed": settings.params.seed, **({"warnings": warnings} if warnings else {})}
     fit = None
     try:
         from melange.perf.roofline import kv_capacity_tokens

@@ -41,8 +41,12 @@ class RichProgress(NoProgress):
             self.bar.update(self.task, advance=1, failed=fields.get("failed", 0) + int(failed))
 
     def point_done(self, bucket: tuple[int, int], trial: Trial, verdict: dict, reused: bool) -> None:
-        mark = "[green]pass[/]" if verdict.get("passed") else "[red]fail[/]"
-        why = "" if verdict.get("passed") else f" ({verdict.get('reason', '')})"
+        passed, why = bool(verdict.get("passed")), ""
+        guard = verdict.get("guard")  # a confirming trial also needs its guard band (rate_search)
+        if passed and trial.confirm and guard is not None and (verdict.get("attainment") or 0.0) < guard:
+            passed, why = False, f" (below the guard band {guard:g})"
+        mark = "[green]pass[/]" if passed else "[red]fail[/]"
+        why = why or ("" if passed else f" ({verdict.get('reason', '')})")
         att = verdict.get("attainment")
         att_text = "" if att is None else f", attainment {att:.3f}"
         what = " confirm on fresh traffic (needs the guard band)" if trial.confirm else ""

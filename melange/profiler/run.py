@@ -137,6 +137,8 @@ async def profile_server(target: Target, grid: BucketGrid, slo: Slo, settings: S
                     progress.record(rec.error is not None)
 
                 verdict, recs = await measure_point(target, grid, slo, settings, i, j, trial, on_record)
+                if trial.confirm:  # the band the search holds a confirming trial to, for the display
+                    verdict["guard"] = settings.params.strict(slo.attainment)
                 store.point(i, j, key, verdict, recs)
                 progress.point_done((i, j), trial, verdict, False)
                 return bool(verdict["passed"]), verdict.get("attainment")
