@@ -39,13 +39,21 @@ def test_small_endpoints_and_vllm_metric_names():
                                                      "messages": [{"role": "user", "content": "hi there"}]})
         assert chat["choices"][0]["message"]["content"].split() == ["tok"] * 3
         metrics = _get(url + "/metrics").decode()
-    for name in ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:gpu_cache_usage_perc",
-                 "vllm:kv_cache_usage_perc", "vllm:time_to_first_token_seconds_bucket",
-                 "vllm:time_per_output_token_seconds_count", "vllm:inter_token_latency_seconds_sum",
-                 "vllm:e2e_request_latency_seconds_count", "vllm:generation_tokens_total"):
+    for name in ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
+                 "vllm:time_to_first_token_seconds_bucket", "vllm:inter_token_latency_seconds_sum",
+                 "vllm:e2e_request_latency_seconds_count", "vllm:generation_tokens_total",
+                 "vllm:request_prompt_tokens_bucket", "vllm:request_generation_tokens_count",
+                 "vllm:request_prefill_time_seconds_sum", "vllm:request_decode_time_seconds_count",
+                 "vllm:request_inference_time_seconds_count", "vllm:prefix_cache_queries_total",
+                 "vllm:prefix_cache_hits_total"):
         assert name in metrics, name
-    assert 'vllm:request_success_total{model_name="llama-2-7b",finished_reason="length"} 2' in metrics
-    assert 'vllm:generation_tokens_total{model_name="llama-2-7b"} 8' in metrics
+    # Issue 17.9: vLLM V1's labels and buckets; hidden (deprecated) names only on request.
+    assert 'vllm:request_success_total{engine="0",model_name="llama-2-7b",finished_reason="length"} 2' in metrics
+    assert 'vllm:generation_tokens_total{engine="0",model_name="llama-2-7b"} 8' in metrics
+    assert 'vllm:time_to_first_token_seconds_bucket{engine="0",model_name="llama-2-7b",le="2560.0"} 2' in metrics
+    assert "vllm:gpu_cache_usage_perc" not in metrics and "vllm:time_per_output_token_seconds" not in metrics
+    # One inter-token observation per gap (4 + 2), never capped at 64 per request.
+    assert 'vllm:inter_token_latency_seconds_count{engine="0",model_name="llama-2-7b"} 6' in metrics
 
 
 def test_too_long_request_is_rejected_with_400():
@@ -154,3 +162,19 @@ def test_the_chat_role_chunk_comes_with_the_first_token_as_vllm_sends_it():
 
     with EmulatorThread(cfg) as url:
         assert asyncio.run(first_choice_s(url)) >= 0.09
+
+
+def test_metrics_parse_with_prometheus_client_and_count_every_gap():
+    """Issue 17.9: /metrics read by prometheus_client; a 200-token request is 199 gaps (it was
+    capped at 64); fixed-latency mode reports its running requests and the model's real length."""
+    parser = pytest.importorskip("prometheus_client.parser")
+    cfg = EmulatorConfig(port=0, fixed_ttft_s=0.001, fixed_itl_s=0.0005, speedup=10.0)
+    with EmulatorThread(cfg) as url:
+        _post(url + "/v1/completions", {"model": "llama-2-7b", "prompt": [1, 2, 3], "max_tokens": 200})
+        models = json.loads(_get(url + "/v1/models"))
+        families = {f.name: f for f in parser.text_string_to_metric_families(_get(url + "/metrics").decode())}
+    assert models["data"][0]["max_model_len"] == 4096  # Llama-2-7B's context, not 2**30
+    samples = {s.name: s.value for s in families["vllm:inter_token_latency_seconds"].samples}
+    assert samples["vllm:inter_token_latency_seconds_count"] == 199
+    assert families["vllm:generation_tokens"].type == "counter"
+    assert {s.labels["engine"] for s in families["vllm:num_requests_running"].samples} == {"0"}

@@ -89,7 +89,6 @@ class Emulator:
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
         self.name = config.served_name or config.model
-        self.metrics = ServerMetrics(self.name)
         self.rng = np.random.default_rng(config.seed)
         self.fault_p = np.array([getattr(config, f) for f in FAULTS])
         if (self.fault_p < 0).any() or self.fault_p.sum() > 1:
@@ -98,7 +97,10 @@ class Emulator:
         self.fixed: FixedLatency | None = None
         if config.fixed_ttft_s is not None or config.fixed_itl_s is not None:
             self.fixed = FixedLatency(config.fixed_ttft_s or 0.0, config.fixed_itl_s or 0.0, config.speedup)
-            self.max_len = 1 << 30
+            from melange.perf import load_catalog
+
+            # What a real server of this model reports: its configured, else its catalog context.
+            self.max_len = config.engine.max_model_len or load_catalog(config.catalog).model(config.model).max_context
         else:
             from melange.perf import load_catalog, roofline_model
 
@@ -106,6 +108,8 @@ class Emulator:
             model = roofline_model(catalog.instance(config.gpu), catalog.model(config.model), config.engine)
             self.engine = WallClockEngine(config.gpu, model, config.engine, config.speedup)
             self.max_len = self.engine.instance.max_len
+        self.metrics = ServerMetrics(self.name, self.max_len)
+        self.in_flight = 0  # fixed-latency mode has no engine to count its running requests
         self.app = web.Application()
         self.app.add_routes([
             web.post("/v1/completions", self.completions), web.post("/v1/chat/completions", self.chat),
@@ -147,7 +151,7 @@ class Emulator:
 
     async def prometheus(self, request: web.Request) -> web.Response:
         """GET /metrics: Prometheus text, vLLM's metric names."""
-        gauges = self.engine.gauges() if self.engine is not None else {}
+        gauges = self.engine.gauges() if self.engine is not None else {"running": self.in_flight}
         return web.Response(text=self.metrics.render(gauges), content_type="text/plain")
 
     # --- generation ----------------------------------------------------------------------------
@@ -194,6 +198,8 @@ class Emulator:
             return await self._stream(request, chat, rid, output, tokens, fault, usage if include_usage else None,
                                       lambda: self._finished(prompt, output, timing))
         except ConnectionResetError:  # the client went away (e.g. its timeout): nothing to answer
+            if self.fixed is not None:
+                self.in_flight -= 1  # no longer running (an engine request finishes in the engine)
             return web.Response(status=499)
 
     async def _stream(self, request: web.Request, chat: bool, rid: str, output: int, tokens, fault: str | None,
@@ -250,6 +256,7 @@ class Emulator:
     def _tokens(self, prompt: int, output: int, arrived: float):
         """(async iterator of tokens made so far, timing source for /metrics)."""
         if self.fixed is not None:
+            self.in_flight += 1
             return self.fixed.tokens(output, arrived), (arrived, None)
         seq, moved = self.engine.submit(prompt, output)
         return engine_tokens(seq, moved), (time.perf_counter(), seq)
@@ -257,6 +264,7 @@ class Emulator:
     def _finished(self, prompt: int, output: int, timing) -> None:
         start, seq = timing
         if seq is None:
+            self.in_flight -= 1
             speed = self.config.speedup
             e2e = (time.perf_counter() - start) * speed
             ttft = min(e2e, (self.fixed.ttft_s if self.fixed else 0.0) * speed)
