@@ -77,24 +77,21 @@ def _time(value) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 else math.nan
 
 
+# Where each GuideLLM layout keeps a request's timestamps: (sent, scheduled, first token, last
+# token, end if no last token). 0.8 nests them in `info.timings`; 0.2-0.3 had them on the request.
+_GUIDELLM_TIMES = {"0.8": ("request_start", "targeted_start", "first_token_iteration", "last_token_iteration"),
+                   "0.2": ("start_time", "targeted_start_time", "first_token_time", "last_token_time")}
+
+
 def _guidellm_request(r: dict) -> tuple[float, float, float, float, int, int]:
     """(scheduled, sent, first token, last token, prompt tokens, output tokens) of one GuideLLM
     request, from the 0.8 layout (`info.timings`, computed token counts) or the 0.2-0.3 one."""
-    timings = ((r.get("info") or {}).get("timings")) if isinstance(r.get("info"), dict) else None
-    if isinstance(timings, dict):  # GuideLLM 0.8
-        sent = _time(timings.get("request_start"))
-        scheduled = _time(timings.get("targeted_start"))
-        first = _time(timings.get("first_token_iteration"))
-        last = _time(timings.get("last_token_iteration"))
-        if math.isnan(last):
-            last = _time(r.get("request_end_time"))
-    else:  # GuideLLM 0.2-0.3
-        sent = _time(r.get("start_time"))
-        scheduled = _time(r.get("targeted_start_time"))
-        first = _time(r.get("first_token_time"))
-        last = _time(r.get("last_token_time"))
-        if math.isnan(last):
-            last = _time(r.get("end_time"))
+    timings = (r.get("info") or {}).get("timings") if isinstance(r.get("info"), dict) else None
+    source, names, end = (timings, _GUIDELLM_TIMES["0.8"], "request_end_time") if isinstance(timings, dict) \
+        else (r, _GUIDELLM_TIMES["0.2"], "end_time")
+    sent, scheduled, first, last = (_time(source.get(n)) for n in names)
+    if math.isnan(last):
+        last = _time(r.get(end))
     prompt = r.get("prompt_tokens") or ((r.get("input_metrics") or {}).get("text_tokens")) or 0
     output = r.get("output_tokens") or ((r.get("output_metrics") or {}).get("text_tokens")) or 0
     return scheduled if not math.isnan(scheduled) else sent, sent, first, last, int(prompt), int(output)
