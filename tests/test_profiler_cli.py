@@ -249,3 +249,19 @@ def test_guidellm_08_reports_import_on_the_scheduled_clock(tmp_path):
     assert res.exit_code == 0 and doc["max_rate"][1][1] == 0.0, res.output  # judged, and failed
     res, doc = _import(tmp_path / "c", {"g.json": json.dumps(_guidellm08(4.0, 300, no_timing=60))})
     assert res.exit_code == 0 and doc["max_rate"][1][1] == 0.0  # 20 % without timings: failures, not instant tokens
+
+
+def test_a_real_guidellm_08_report_imports_at_the_rate_guidellm_offered(tmp_path):
+    """Issue 17 (must show): a GuideLLM 0.8.1 report of a constant-rate run against `emulate
+    --fixed-ttft 100ms --fixed-itl 10ms` (tests/data/README.md) imports as a point of its bucket at
+    the rate GuideLLM offered (it read as "0/60 buckets served, 0 points", exit 0)."""
+    from pathlib import Path
+
+    report = Path(__file__).parent / "data" / "guidellm-0.8.1-constant-4rps.json"
+    out = tmp_path / "p.yaml"
+    res = CliRunner().invoke(cli, ["profile", "--from-results", str(report), "--gpu", "A10G", "--model", "llama-2-7b",
+                                   "--slo-tpot", "100ms", "--slo-ttft", "1s", "--attainment", "90%", "--grid",
+                                   _grid(tmp_path, (1, 100, 400), (1, 20, 50)), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    doc = yaml.safe_load(out.read_text())
+    assert doc["max_rate"][0][0] == 4.0 and doc["measured"]["points"] == 1  # 16 output tokens: bucket (0, 0)

@@ -10,8 +10,9 @@ Two formats:
   (`config.strategy` in GuideLLM 0.8, `args.strategy` in 0.2-0.3) and every request's timings
   (`info.timings` in 0.8; `start_time`, `first_token_time`, `end_time` before), token counts, and
   errored and incomplete requests (kept as failures). Requests are timed from their *scheduled*
-  start (`targeted_start`). Benchmarks without a rate (synchronous, throughput, concurrent), capped
-  or ramping ones are skipped, each with its reason in the profile.
+  start (`targeted_start`), so a client that fell behind (or waited for a concurrency slot) shows
+  as queueing. Benchmarks without a rate (synchronous, throughput, concurrent) and ramping ones are
+  skipped, each with its reason in the profile.
 
 A load test is a point of the bucket that holds at least 90 % of its requests (mixed tests are
 skipped, with the reason). Points are judged by the same rule as measured ones
@@ -110,8 +111,8 @@ def _guidellm_points(data: dict, gpu: str, skipped: list[dict] | None = None) ->
         rate, kind = strategy.get("rate"), strategy.get("type_", "?")
         why = ("" if isinstance(rate, (int, float)) and rate > 0 and math.isfinite(rate) else
                f"strategy {kind}: no request rate (not an open-loop rate point)")
-        if not why and strategy.get("max_concurrency"):
-            why = f"strategy {kind} with max_concurrency {strategy['max_concurrency']}: a capped run"
+        # A concurrency cap (GuideLLM sets one by default) is harmless here: requests are timed from
+        # their scheduled start, so time spent waiting for a slot counts against the server.
         if not why and (strategy.get("rampup_duration") or 0) > 0:
             why = f"strategy {kind} ramps up for {strategy['rampup_duration']} s: the rate changes during the run"
         if why:
