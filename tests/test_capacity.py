@@ -41,6 +41,7 @@ def test_every_shipped_profile_is_monotone():
         assert np.all(r[:-1, :] >= r[1:, :] - 1e-9) and np.all(r[:, :-1] >= r[:, 1:] - 1e-9), f.name
 
 
+@pytest.mark.slow
 def test_the_short_answer_cell_is_no_slower_than_the_longer_one():
     """Issue 15: A100, input 2000-4000: output 1-25 got 0.30 req/s against 1.65 for output 25-100
     (a p99 per-request decode TPOT over 1-24 tokens is ruled by one neighbour's prefill)."""

@@ -121,25 +121,36 @@ def test_serve_starts_the_server_waits_for_health_and_stops_it():
             pass
 
 
-def test_a_closed_port_fails_fast_with_the_reason_and_a_later_run_measures(tmp_path):
-    """Issue 17.5: against a closed port the run wrote "0/60 buckets served" with exit 0, and the
-    failed probes were cached, so a re-run after the server came up measured nothing."""
+def _closed_port_args(tmp_path):
     import socket
-    import time as clock
-
-    from melange.profiler.emulator import EmulatorConfig, EmulatorThread
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out, url = tmp_path / "p.yaml", f"http://127.0.0.1:{port}"
-    args = ["profile", "--url", url, "--gpu", "A10G", "--model", "llama-2-7b", "--slo-tpot", "120ms",
-            "--attainment", "0.9", "--grid", _grid(tmp_path), "--time-scale", "10", "--rel-tol", "0.5",
-            "--min-window", "5s", "--confirm-requests", "300", "--quiet", "-o", str(out)]
+    return port, url, out, ["profile", "--url", url, "--gpu", "A10G", "--model", "llama-2-7b", "--slo-tpot", "120ms",
+                            "--attainment", "0.9", "--grid", _grid(tmp_path), "--time-scale", "10", "--rel-tol", "0.5",
+                            "--min-window", "5s", "--confirm-requests", "300", "--quiet", "-o", str(out)]
+
+
+def test_a_closed_port_fails_fast_with_the_reason(tmp_path):
+    """Issue 17.5: against a closed port the run wrote "0/60 buckets served" with exit 0."""
+    import time as clock
+
+    _, url, out, args = _closed_port_args(tmp_path)
     start = clock.perf_counter()
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 2 and clock.perf_counter() - start < 10 and url in res.output, res.output
     assert "Traceback" not in res.output and not out.exists()
+
+
+@pytest.mark.slow
+def test_after_a_closed_port_the_same_command_measures_once_the_server_is_up(tmp_path):
+    """Issue 17.5: failed probes were cached, so a re-run after the server came up measured nothing."""
+    from melange.profiler.emulator import EmulatorConfig, EmulatorThread
+
+    port, _, out, args = _closed_port_args(tmp_path)
+    assert CliRunner().invoke(cli, args).exit_code == 2
     with EmulatorThread(EmulatorConfig(port=port, fixed_ttft_s=0.005, fixed_itl_s=0.002, speedup=10.0)):
         res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
