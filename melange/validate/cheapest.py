@@ -13,13 +13,16 @@
    it is never costlier than one GPU type; then (`holdout`) confirmed once more on seeds none of
    the steps above ever simulated. A candidate that fails there gets one more instance of its
    weakest type (unstable, else lowest attainment) and goes back in line by cost; the answer is the
-   cheapest candidate that holds on those seeds too, and its figures are the ones reported.
+   cheapest candidate that holds on those seeds too, and its figures are the ones reported. Under
+   the paper's averaged SLO this last check carries 11 % more traffic than asked (`with_margin`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from copy import copy
+from dataclasses import replace
 
 from melange.scenario import Scenario
 from melange.validate.baselines import (
@@ -29,8 +32,8 @@ from melange.validate.baselines import (
     trim_plan,
     validated_baselines,
 )
-from melange.validate.capacity import Calibration, Checker, OnCheck, baseline_factors, calibrate, scaled
 from melange.core import Plan
+from melange.validate.capacity import Calibration, Checker, OnCheck, baseline_factors, calibrate, scaled
 from melange.validate.check import Confirmation, RunSettings, confirm, pool, run_settings
 from melange.validate.loop import PlanReport, Round, plan_and_validate, why_not_validated
 
@@ -128,13 +131,31 @@ def holdout_seeds(tuning: int, confirm_runs: int) -> list[int]:
     return list(range(tuning + confirm_runs + 1, tuning + 2 * confirm_runs + 1))
 
 
+def with_margin(sc: Scenario) -> Scenario:
+    """The scenario the last check judges: under the paper's averaged SLO (which limits no request's
+    wait, so the fewest instances that hold sit at the edge of saturation) its traffic raised by the
+    profiles' stability guard band (1 / 0.9: 11 % more), as a margin; unchanged otherwise.
+    Without it 2 of 36 answers of the full study grew a queue or missed a bucket over 30,000 fresh
+    requests on another seed."""
+    from melange.perf.monotone import STABILITY_GUARD
+
+    if sc.slo is None or sc.slo.per_request:
+        return sc
+    out = copy(sc)
+    out.workload = replace(sc.workload, rate=sc.workload.rate / STABILITY_GUARD)
+    return out
+
+
 def first_holding(sc: Scenario, line: list[Plan], settings: RunSettings, seeds: list[int], *, workers: int = 1,
                   progress: Callable[[str], None] | None = None, log: list | None = None):
-    """The cheapest plan that holds on `seeds`, from the candidates in `line`: the cheapest is
-    checked; one that fails goes back in line with one more instance of its weakest type (within
-    its availability cap). Returns (plan, its confirmation), or (None, None) after MAX_HOLDOUT checks.
-    `log` gets one dict per check. A single-type baseline's own chain (n, n+1, ...) is what
-    `melange compare` reports for that type, so the answer is never above it."""
+    """The cheapest plan that holds on `seeds` (with `with_margin`'s traffic), from the candidates
+    in `line`: the cheapest is checked; one that fails goes back in line with one more instance of
+    its weakest type (within its availability cap). Returns (plan, its confirmation), or (None,
+    None) after MAX_HOLDOUT checks. `log` gets one dict per check. A single-type baseline's own
+    chain (n, n+1, ...) is what `melange compare` reports for that type, so the answer is never
+    above it."""
+    sc = with_margin(sc)
+    settings = replace(settings, extra_requests=math.ceil(sc.workload.rate * settings.warmup_s))
     cost = {g.name: g.cost for g in sc.gpus}
     cap = {g.name: g.max_count for g in sc.gpus}
     line = [p for p in line if p is not None]
