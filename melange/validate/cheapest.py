@@ -61,12 +61,12 @@ def plan_cheapest(sc: Scenario, *, max_rounds: int = 5, requests: int | None = N
     tuning = sc.simulation.seed if seed is None else seed
     opts = {"requests": requests, "duration_s": duration_s, "seed": tuning, "confirm_runs": confirm_runs}
     known = dict(known or {})
+    settings = run_settings(sc, requests=requests, duration_s=duration_s)
     singles = validated_baselines(sc, known=known, on_check=_keep(known, on_check), progress=progress,
                                   workers=workers, **opts)
     cal = Calibration({})
     if calibrate_capacity:
-        checker = Checker(run_settings(sc, requests=requests, duration_s=duration_s),
-                          confirmation_seeds(tuning, confirm_runs), known, on_check, progress, workers)
+        checker = Checker(settings, confirmation_seeds(tuning, confirm_runs), known, on_check, progress, workers)
         cal = calibrate(sc, checker, baseline_factors(sc, singles), progress=progress)
     report = plan_and_validate(calibrated(sc, cal), max_rounds=max_rounds, resume=resume, workers=workers,
                                on_round=on_round, progress=progress, **opts)
@@ -78,8 +78,8 @@ def plan_cheapest(sc: Scenario, *, max_rounds: int = 5, requests: int | None = N
             report.best, report.validation = plan, conf
     choose(sc, report, singles)
     if report.best is not None:
-        holdout(sc, report, settings=run_settings(sc, requests=requests, duration_s=duration_s),
-                seeds=holdout_seeds(tuning, confirm_runs), workers=workers, progress=progress)
+        holdout(sc, report, settings=settings, seeds=holdout_seeds(tuning, confirm_runs), workers=workers,
+                progress=progress)
     return report
 
 
