@@ -150,9 +150,12 @@ def print_verdict(out: Console, sc: Scenario, report: PlanReport, max_rounds: in
               help="Directory for plan.json and rounds.jsonl; a re-run resumes from it.")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False),
               help="Directory for plots: bucket map, TPOT/TTFT vs the SLO, attainment per bucket.")
+@click.option("--sensitivity", is_flag=True,
+              help="Re-validate the answer with step times at both ends of the step model's uncertainty "
+                   "band (catalog/calibration.yaml): does it still hold, which buckets fail.")
 @click.pass_context
 def plan(ctx, scenario, normalize, extra, slice_factor, headroom, utilization, time_limit, backend, max_rounds,
-         requests, duration, seed, confirm_runs, baselines, workers, force, fresh, output, plot_dir):
+         requests, duration, seed, confirm_runs, baselines, workers, force, fresh, output, plot_dir, sensitivity):
     """Cheapest GPU mix for SCENARIO (default: built-in) that holds its SLO on fresh simulated traffic."""
     from melange.cli import EXIT_GOAL_MISSED
     from melange.report import console
@@ -178,8 +181,19 @@ def plan(ctx, scenario, normalize, extra, slice_factor, headroom, utilization, t
                                on_check=store.log_check if store else None, **opts)
     singles = report.singles
     print_results(out, sc, report, singles, max_rounds)
+    document = plan_document(report, singles)
+    if sensitivity and settings is not None and report.best is not None:
+        from melange.validate.sensitivity import plan_sensitivity
+
+        # Seeds past every step's: the loop tunes on seed, confirms on the next, holds out after.
+        first = (sc.simulation.seed if seed is None else seed) + 1000
+        with out.status("sensitivity…") as status:
+            ends = interruptible(plan_sensitivity, sc, report.best, list(range(first, first + confirm_runs)),
+                                 settings, workers=workers, progress=status.update)
+        out.print(sensitivity_table(ends))
+        document["sensitivity"] = [e.to_dict() for e in ends]
     if store:
-        out.print(f"wrote {store.write_plan(plan_document(report, singles))} and {output}/rounds.jsonl")
+        out.print(f"wrote {store.write_plan(document)} and {output}/rounds.jsonl")
     if plot_dir:
         from melange.study.figures import plan_figures
 
@@ -199,6 +213,20 @@ def _no_slo(sc: Scenario) -> Scenario:
     bare = copy(sc)
     bare.slo = None
     return bare
+
+
+def sensitivity_table(ends) -> Table:
+    """The answer at both ends of the step model's band: held or not, and why."""
+    from rich.table import Table
+
+    table = Table(title="Sensitivity: the answer with every step time at the ends of its model's band")
+    for col in ("end", "step-time factor", "held", "attainment", "why not"):
+        table.add_column(col, justify="left" if col in ("end", "step-time factor", "why not") else "right")
+    for e in ends:
+        factors = ", ".join(f"{g} ×{f:g}" for g, f in e.scales.items()) or "no band (measured models)"
+        table.add_row(e.end, factors, "yes" if e.held else "[red]no[/]", pct(e.attainment),
+                      "; ".join(e.reasons[:3]))
+    return table
 
 
 def print_header(out: Console, sc: Scenario, settings, store: RunDir | None, done: list, checks: dict) -> None:

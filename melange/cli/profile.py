@@ -102,11 +102,13 @@ def measured_options(f):
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the cache (an interrupted run keeps nothing).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Profile YAML to write.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--sensitivity", is_flag=True, help="With --simulate: also build the profile with step times at "
+              "both ends of the model's uncertainty band and list the cells that move (3x the work).")
 @measured_options
 def profile(simulate: bool, gpu: str, model: str, slo_tpot: str, slo_definition: str, slo_ttft: str | None,
             attainment: str, grid_text: str, max_model_len: int | None, max_num_seqs: int,
             max_num_batched_tokens: int | None, trace: str | None, engine_preset: str | None, extra: tuple[str, ...], workers: int | None, seed: int, cache_dir: str | None,
-            no_cache: bool, output: str, quiet: bool, **measured) -> None:
+            no_cache: bool, output: str, quiet: bool, sensitivity: bool, **measured) -> None:
     """Build a GPU profile: the highest req/s one instance sustains per bucket under the SLO.
 
     Three sources: --simulate (the roofline model, no hardware), --url/--serve (a running
@@ -141,6 +143,8 @@ def profile(simulate: bool, gpu: str, model: str, slo_tpot: str, slo_definition:
         check_writable(default_cache(cache_dir) / "sim-profiles", "--cache-dir", is_dir=True)
     grid = load_grid(grid_text)
     catalog = load_catalog(extra)
+    if sensitivity and not simulate:
+        raise MelangeError("--sensitivity: needs --simulate (a measured profile has no model band)")
     if not simulate:
         from melange.cli.profile_measured import measured_profile
 
@@ -159,10 +163,14 @@ def profile(simulate: bool, gpu: str, model: str, slo_tpot: str, slo_definition:
     engine = EngineConfig(max_num_seqs=max_num_seqs, max_model_len=max_model_len,
                           max_num_batched_tokens=max_num_batched_tokens)
     start = time.perf_counter()
-    result = build_profile(catalog.instance(gpu), spec, slo, grid, engine=engine, catalog=catalog,
-                           roofline=RooflineParams(preset=preset.name), search=SearchParams(seed=seed),
-                           workers=workers, cache=False if no_cache else cache_dir, progress=not quiet, trace=trace,
-                           notify=lambda msg: click.echo(msg, err=True))
+
+    def build(scale: float = 1.0):
+        return build_profile(catalog.instance(gpu), spec, slo, grid, engine=engine, catalog=catalog,
+                             roofline=RooflineParams(preset=preset.name, scale=scale), search=SearchParams(seed=seed),
+                             workers=workers, cache=False if no_cache else cache_dir, progress=not quiet, trace=trace,
+                             notify=lambda msg: click.echo(msg, err=True))
+
+    result = build()
     doc = profile_document(result, spec.name, slo, grid, engine={"max_num_seqs": max_num_seqs,
                                                                   "max_model_len": max_model_len,
                                                                   "max_num_batched_tokens": max_num_batched_tokens},
@@ -174,3 +182,15 @@ def profile(simulate: bool, gpu: str, model: str, slo_tpot: str, slo_definition:
     served = int((result.max_rate > 0).sum())
     click.echo(f"{output}: {result.gpu} × {spec.name}, {served}/{result.max_rate.size} buckets served, "
                f"{time.perf_counter() - start:.1f} s")
+    if sensitivity:
+        from melange.perf.band import band_changes, band_summary
+        from melange.perf.roofline import step_uncertainty
+
+        u = step_uncertainty(catalog.instance(gpu), RooflineParams(preset=preset.name), catalog)
+        fast, slow = build(1 - u).max_rate, build(1 + u).max_rate
+        s = band_summary(result.max_rate, fast, slow)
+        click.echo(f"step-time band ±{u:.1%} ({gpu}'s family fit and {preset.name}): cells served "
+                   f"{s['served']['slow']} (slow end) / {s['served']['mid']} / {s['served']['fast']} (fast end); "
+                   f"median max rate ×{s['median_ratio']['slow']:.2f} (slow) / ×{s['median_ratio']['fast']:.2f} (fast)")
+        for line in band_changes(grid, result.max_rate, fast, slow):
+            click.echo(f"  moves more than 10 %: {line}")

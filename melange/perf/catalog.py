@@ -20,6 +20,12 @@ from melange.files import load_yaml, read_text
 
 BUILTIN_CATALOG = Path(__file__).resolve().parent.parent / "scenarios" / "catalog"
 GB = 1e9  # datasheets count decimal gigabytes
+GIB = 2 ** 30  # CUDA and vLLM report binary gibibytes
+# Without a fit: FlashAttention-era prefill GEMMs reach 50-70 % of dense peak, weight streaming
+# 80-90 % of datasheet bandwidth; a GPU family with no public measurement gets a wide band.
+DEFAULT_FLOPS_EFFICIENCY = 0.6
+DEFAULT_BANDWIDTH_EFFICIENCY = 0.8
+DEFAULT_UNCERTAINTY = 0.25
 
 _Pos = Annotated[float, Field(gt=0)]
 _PosInt = Annotated[int, Field(ge=1)]
@@ -38,6 +44,13 @@ class GpuHardware:
     cost: float  # $/h per GPU
     max_gpus: int = 8
     source: str = ""
+    family: str = ""  # silicon generation: GPUs of one family share a calibration fit
+    cuda_memory: float | None = None  # bytes CUDA reports as total (torch.cuda.mem_get_info)
+
+    @property
+    def usable_memory(self) -> float:
+        """Bytes the serving engine sees as the GPU's total: CUDA's figure, else the datasheet's."""
+        return self.cuda_memory or self.memory
 
 
 @dataclass(frozen=True)
@@ -99,6 +112,35 @@ class EnginePreset:
     overhead_s: float  # fixed CPU time per iteration
     per_seq_s: float  # CPU time per running sequence per iteration
     source: str = ""
+    prefill_overhead_s: float = 0.0  # extra CPU time of an iteration that prefills
+    uncertainty: float = DEFAULT_UNCERTAINTY  # relative step-time band of the fit (1 sigma)
+    arrival_gap_s: float = 0.0  # API server time per request: a burst reaches the engine this far apart
+
+
+@dataclass(frozen=True)
+class FamilyFit:
+    """GPU-side efficiencies of one GPU family, fitted to public measurements."""
+
+    flops_efficiency: float  # achieved / peak dense FLOP/s in compute-bound GEMMs
+    bandwidth_efficiency: float  # achieved / datasheet bandwidth when streaming weights
+    uncertainty: float  # relative step-time band (1 sigma of the fit's log residuals)
+    points: int = 0  # measurements the fit rests on
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What scripts/calibrate.py fitted (catalog/calibration.yaml); defaults where it has no data."""
+
+    overlap: float = 0.0  # share of the shorter of compute and memory time not hidden by the other
+    layer_floor_s: float = 0.0  # GPU time per layer per step that no batch size removes
+    families: dict[str, FamilyFit] = field(default_factory=dict)
+
+    def fit(self, gpu: GpuHardware) -> FamilyFit:
+        """The fit for `gpu`'s family, or the unfitted defaults with the wide band."""
+        return self.families.get(gpu.family.lower()) or FamilyFit(
+            DEFAULT_FLOPS_EFFICIENCY, DEFAULT_BANDWIDTH_EFFICIENCY, DEFAULT_UNCERTAINTY, 0,
+            "no public measurements: the roofline's default efficiencies")
 
 
 @dataclass(frozen=True)
@@ -109,6 +151,7 @@ class Catalog:
     models: dict[str, ModelSpec] = field(default_factory=dict)
     engines: dict[str, EnginePreset] = field(default_factory=dict)
     default_engine: str | None = None  # name of the preset used when none is named
+    calibration: Calibration = field(default_factory=Calibration)
 
     def engine(self, name: str | None = None) -> EnginePreset:
         """The engine preset `name` (case-insensitive); None = the catalog's default preset."""
@@ -159,6 +202,8 @@ class _GpuEntry(_Strict):
     max_gpus: _PosInt = 8
     cost: _Pos
     source: str = ""
+    family: str = ""
+    cuda_memory_gib: _Pos | None = None
 
 
 class _ModelEntry(_Strict):
@@ -180,14 +225,33 @@ class _EngineEntry(_Strict):
     name: Annotated[str, Field(min_length=1)]
     overhead_ms: Annotated[float, Field(ge=0)]
     per_seq_us: Annotated[float, Field(ge=0)]
+    prefill_overhead_ms: Annotated[float, Field(ge=0)] = 0.0
+    arrival_gap_ms: Annotated[float, Field(ge=0)] = 0.0
+    uncertainty: Annotated[float, Field(gt=0, lt=1)] = DEFAULT_UNCERTAINTY
     default: bool = False
     source: str = ""
+
+
+class _FamilyEntry(_Strict):
+    family: Annotated[str, Field(min_length=1)]
+    flops_efficiency: Annotated[float, Field(gt=0, le=1)]
+    bandwidth_efficiency: Annotated[float, Field(gt=0, le=1)]
+    uncertainty: Annotated[float, Field(gt=0, lt=1)]
+    points: Annotated[int, Field(ge=0)] = 0
+    source: str = ""
+
+
+class _CalibrationEntry(_Strict):
+    overlap: Annotated[float, Field(ge=0, le=1)] = 0.0
+    layer_floor_us: Annotated[float, Field(ge=0)] = 0.0
+    families: list[_FamilyEntry] = []
 
 
 class _CatalogFile(_Strict):
     gpus: list[_GpuEntry] = []
     models: list[_ModelEntry] = []
     engines: list[_EngineEntry] = []
+    calibration: _CalibrationEntry | None = None
 
 
 def _one_line(path: Path, exc: ValidationError) -> str:
@@ -216,8 +280,10 @@ def _read(path: Path) -> _CatalogFile:
 
 
 def _gpu(e: _GpuEntry) -> GpuHardware:
+    cuda = e.cuda_memory_gib * GIB if e.cuda_memory_gib else None
     return GpuHardware(e.name, e.flops_tflops * 1e12, e.bandwidth_gb_s * GB, e.memory_gb * GB,
-                       e.interconnect, e.interconnect_gb_s * GB, e.cost, e.max_gpus, e.source)
+                       e.interconnect, e.interconnect_gb_s * GB, e.cost, e.max_gpus, e.source,
+                       e.family, cuda)
 
 
 def _model(path: Path, i: int, e: _ModelEntry) -> ModelSpec:
@@ -234,6 +300,7 @@ def load_catalog(extra_paths: list[str | Path] | tuple[str | Path, ...] = ()) ->
     models: dict[str, ModelSpec] = {}
     engines: dict[str, EnginePreset] = {}
     default_engine = None
+    calibration = Calibration()
     for path in paths:
         doc = _read(path)
         for g in doc.gpus:
@@ -244,7 +311,14 @@ def load_catalog(extra_paths: list[str | Path] | tuple[str | Path, ...] = ()) ->
         for i, m in enumerate(doc.models):
             models[m.name.lower()] = _model(path, i, m)
         for e in doc.engines:
-            engines[e.name.lower()] = EnginePreset(e.name, e.overhead_ms / 1e3, e.per_seq_us / 1e6, e.source)
+            engines[e.name.lower()] = EnginePreset(e.name, e.overhead_ms / 1e3, e.per_seq_us / 1e6, e.source,
+                                                   e.prefill_overhead_ms / 1e3, e.uncertainty,
+                                                   e.arrival_gap_ms / 1e3)
             if e.default:
                 default_engine = e.name.lower()
-    return Catalog(gpus, models, engines, default_engine)
+        if doc.calibration is not None:
+            c = doc.calibration
+            calibration = Calibration(c.overlap, c.layer_floor_us / 1e6, {
+                f.family.lower(): FamilyFit(f.flops_efficiency, f.bandwidth_efficiency, f.uncertainty,
+                                            f.points, f.source) for f in c.families})
+    return Catalog(gpus, models, engines, default_engine, calibration)
