@@ -9,10 +9,15 @@ out:
    the overlap (share of min(compute, memory) not hidden) and the per-layer kernel floor. An
    exhaustive grid (coarse, then fine around the best): the problem is small and a grid cannot
    stop in a local minimum.
-2. CPU side, on Lambda's vLLM v0.5.4 runs replayed through the engine: the `vllm-0.5` preset's
-   overhead per step, per running sequence and per prefilling step, by coordinate descent.
+2. CPU side, per engine preset, by coordinate descent:
+   - `vllm-0.5` on Lambda's vLLM v0.5.4 runs replayed through the engine: overhead per step, per
+     running sequence and per prefilling step, and the API server's time per request;
+   - `vllm-0.2` and `vllm-0.23` on the published single-request figures (published.yaml): the
+     overhead per step only (one request at a time says nothing about the per-sequence cost;
+     that stays catalog/engines.yaml's starting value).
 Each family's and preset's uncertainty is the RMS of its log residuals over all its points
-(fitted and held out), at least 5 %.
+(fitted and held out), at least 5 % with 10 or more points and at least 15 % with fewer (a fit
+to one or two figures knows little).
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from melange.validate import fidelity
 
 OUT = Path(__file__).resolve().parent.parent / "melange" / "scenarios" / "catalog" / "calibration.yaml"
 MIN_UNCERTAINTY = 0.05
+THIN_UNCERTAINTY = 0.15  # floor for a fit to fewer than THIN_POINTS points
+THIN_POINTS = 10
 EFF_GRID = np.round(np.arange(0.30, 1.0001, 0.01), 2)
 
 
@@ -82,11 +89,12 @@ def fit_gpu_side(catalog):
 
 
 def log_rms(points) -> float:
-    """RMS of log(predicted / measured), at least MIN_UNCERTAINTY."""
+    """RMS of log(predicted / measured), at least MIN_UNCERTAINTY (THIN_UNCERTAINTY when thin)."""
+    floor = MIN_UNCERTAINTY if len(points) >= THIN_POINTS else THIN_UNCERTAINTY
     if not points:
-        return MIN_UNCERTAINTY
+        return floor
     rms = math.sqrt(sum(math.log(p.ratio) ** 2 for p in points) / len(points))
-    return round(max(rms, MIN_UNCERTAINTY), 3)
+    return round(max(rms, floor), 3)
 
 
 def with_preset(catalog, preset: EnginePreset):
@@ -94,19 +102,8 @@ def with_preset(catalog, preset: EnginePreset):
     return dataclasses.replace(catalog, engines={**catalog.engines, preset.name.lower(): preset})
 
 
-def fit_preset(catalog, runs) -> EnginePreset:
-    """vllm-0.5's overheads by coordinate descent on the training runs' squared log ratios."""
-    train = [r for r in runs if not r["heldout"]]
-    x = [2.0, 150.0, 20.0, 1.0]  # overhead_ms, per_seq_us, prefill_overhead_ms, arrival_gap_ms
-    steps = [1.0, 20.0, 5.0, 0.5]
-    floors = [0.05, 1.0, 0.25, 0.05]
-
-    def err(v):
-        if min(v) < 0:
-            return math.inf
-        cat = with_preset(catalog, preset_of(v))
-        return sum(math.log(p.ratio) ** 2 for p in fidelity.lambda_points(cat, train))
-
+def descend(err, x: list[float], steps: list[float], floors: list[float]) -> list[float]:
+    """Coordinate descent: try ± each step, halve the steps when nothing improves."""
     best = err(x)
     while any(s >= f for s, f in zip(steps, floors)):
         moved = False
@@ -119,16 +116,49 @@ def fit_preset(catalog, runs) -> EnginePreset:
                     x, best, moved = y, e, True
         if not moved:
             steps = [s / 2 for s in steps]
-    return preset_of(x)
+    return x
 
 
-def preset_of(v: list[float]) -> EnginePreset:
-    """The vllm-0.5 preset for (overhead_ms, per_seq_us, prefill_overhead_ms, arrival_gap_ms)."""
-    return EnginePreset(fidelity.LAMBDA_PRESET, v[0] / 1e3, v[1] / 1e6, "", v[2] / 1e3,
-                        arrival_gap_s=v[3] / 1e3)
+def preset_of(start: EnginePreset, v: list[float]) -> EnginePreset:
+    """`start` with (overhead_ms, per_seq_us, prefill_overhead_ms, arrival_gap_ms) = v."""
+    return dataclasses.replace(start, overhead_s=v[0] / 1e3, per_seq_s=v[1] / 1e6,
+                               prefill_overhead_s=v[2] / 1e3, arrival_gap_s=v[3] / 1e3)
 
 
-def render(overlap, floor_us, families, preset) -> str:
+def start_of(p: EnginePreset) -> list[float]:
+    """A preset's numbers in the fit's units."""
+    return [p.overhead_s * 1e3, p.per_seq_s * 1e6, p.prefill_overhead_s * 1e3, p.arrival_gap_s * 1e3]
+
+
+def fit_lambda_preset(catalog, runs) -> EnginePreset:
+    """vllm-0.5: all four numbers on the training runs' squared log ratios."""
+    train = [r for r in runs if not r["heldout"]]
+    start = catalog.engine(fidelity.LAMBDA_PRESET)
+
+    def err(v):
+        if min(v) < 0:
+            return math.inf
+        cat = with_preset(catalog, preset_of(start, v))
+        return sum(math.log(p.ratio) ** 2 for p in fidelity.lambda_points(cat, train))
+
+    return preset_of(start, descend(err, start_of(start), [1.0, 20.0, 5.0, 0.5], [0.05, 1.0, 0.25, 0.05]))
+
+
+def fit_published_preset(catalog, name: str) -> EnginePreset:
+    """A preset's overhead per step on its published single-request figures."""
+    start = catalog.engine(name)
+
+    def err(v):
+        if v[0] < 0:
+            return math.inf
+        cat = with_preset(catalog, preset_of(start, [v[0], *start_of(start)[1:]]))
+        return sum(math.log(p.ratio) ** 2 for p in fidelity.published_points(cat) if p.preset == name)
+
+    overhead = descend(err, [start_of(start)[0]], [0.5], [0.01])[0]
+    return preset_of(start, [overhead, *start_of(start)[1:]])
+
+
+def render(overlap, floor_us, families, presets) -> str:
     """calibration.yaml's text."""
     lines = ["# Generated by scripts/calibrate.py from melange/scenarios/measurements/ - do not edit;",
              "# re-run the script after changing the measurement set or the roofline.",
@@ -143,14 +173,16 @@ def render(overlap, floor_us, families, preset) -> str:
                   f"      uncertainty: {f.uncertainty}",
                   f"      points: {f.points}",
                   f"      source: \"{f.source}\""]
-    lines += ["engines:",
-              f"  - name: {preset.name}",
-              f"    overhead_ms: {round(preset.overhead_s * 1e3, 3)}",
-              f"    per_seq_us: {round(preset.per_seq_s * 1e6, 3)}",
-              f"    prefill_overhead_ms: {round(preset.prefill_overhead_s * 1e3, 3)}",
-              f"    arrival_gap_ms: {round(preset.arrival_gap_s * 1e3, 3)}",
-              f"    uncertainty: {preset.uncertainty}",
-              f"    source: >-\n      {preset.source}"]
+    lines.append("  presets:")
+    for p, points, fitted_to in presets:
+        lines += [f"    - name: {p.name}",
+                  f"      overhead_ms: {round(p.overhead_s * 1e3, 3)}",
+                  f"      per_seq_us: {round(p.per_seq_s * 1e6, 3)}",
+                  f"      prefill_overhead_ms: {round(p.prefill_overhead_s * 1e3, 3)}",
+                  f"      arrival_gap_ms: {round(p.arrival_gap_s * 1e3, 3)}",
+                  f"      uncertainty: {p.uncertainty}",
+                  f"      points: {points}",
+                  f"      fitted_to: \"{fitted_to}\""]
     return "\n".join(lines) + "\n"
 
 
@@ -175,17 +207,25 @@ def main() -> int:
     cat = dataclasses.replace(cat, calibration=Calibration(overlap, floor_us / 1e6,
                                                            {f.source.split(':')[0]: f for f in families}))
     runs = fidelity.lambda_runs()
-    preset = fit_preset(cat, runs)
-    points = fidelity.lambda_points(with_preset(cat, preset), runs)
-    source = (f"Fitted by scripts/calibrate.py to LambdaLabsML/vllm-benchmark's vLLM v0.5.4 runs "
-              f"(August 2024: Mistral-7B on one H100 SXM and one A100-80GB SXM, 10-320 ShareGPT prompts "
-              f"at once; {sum(not r['heldout'] for r in runs)} runs fitted, "
-              f"{sum(r['heldout'] for r in runs)} held out): mean TTFT, mean TPOT and output "
-              f"tokens/s of each run replayed through the engine.")
-    preset = dataclasses.replace(preset, uncertainty=log_rms(points), source=source)
-    print(f"vllm-0.5: {preset.overhead_s * 1e3:.3f} ms + {preset.per_seq_s * 1e6:.1f} us/seq, "
-          f"prefill +{preset.prefill_overhead_s * 1e3:.2f} ms, requests {preset.arrival_gap_s * 1e3:.2f} ms apart, uncertainty {preset.uncertainty}")
-    text = render(overlap, floor_us, families, preset)
+    presets = []
+    lam = fit_lambda_preset(cat, runs)
+    cat = with_preset(cat, lam)
+    points = fidelity.lambda_points(cat, runs)
+    presets.append((dataclasses.replace(lam, uncertainty=log_rms(points)), len(points),
+                    f"{sum(not r['heldout'] for r in runs)} Lambda vLLM v0.5.4 runs (mean TTFT, mean TPOT, "
+                    f"output tokens/s), {sum(r['heldout'] for r in runs)} more held out"))
+    for name in ("vllm-0.2", "vllm-0.23"):
+        p = fit_published_preset(cat, name)
+        cat = with_preset(cat, p)
+        pts = [q for q in fidelity.published_points(cat) if q.preset == name]
+        presets.append((dataclasses.replace(p, uncertainty=log_rms(pts)), len(pts),
+                        f"{len(pts)} published single-request ITL figure(s), "
+                        "melange/scenarios/measurements/published.yaml; per-sequence cost as set by hand"))
+    for p, n, _ in presets:
+        print(f"{p.name}: {p.overhead_s * 1e3:.3f} ms + {p.per_seq_s * 1e6:.1f} us/seq, prefill "
+              f"+{p.prefill_overhead_s * 1e3:.2f} ms, requests {p.arrival_gap_s * 1e3:.2f} ms apart, "
+              f"uncertainty {p.uncertainty} ({n} points)")
+    text = render(overlap, floor_us, families, presets)
     if args.check:
         if OUT.read_text() != text:
             print(f"{OUT.name} differs from the fit: run scripts/calibrate.py", file=sys.stderr)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -64,13 +65,15 @@ def vidur_rows(root: Path) -> pd.DataFrame:
 
 def lambda_runs(root: Path) -> list[dict]:
     """The August 2024 (vLLM v0.5.4) one-GPU BF16 runs, with per-request lengths and TTFTs."""
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
+    commit = head.stdout.strip() if head.returncode == 0 else None
     runs = []
     for path in sorted((root / "results").glob("prompt_*/1x*/*_tp1_len*.json")):
         doc = json.loads(path.read_text())
         gpu, model = LAMBDA_GPUS.get(path.parent.name), LAMBDA_MODELS.get(doc.get("model_id"))
         if gpu is None or model is None or not str(doc.get("date", "")).startswith("202408"):
             continue
-        run = {"file": str(path.relative_to(root)), "gpu": gpu, "model": model,
+        run = {"file": str(path.relative_to(root)), "commit": commit, "gpu": gpu, "model": model,
                "max_model_len": int(path.stem.rsplit("len", 1)[1]), "num_prompts": doc["num_prompts"]}
         run.update({k: doc[k] for k in LAMBDA_KEYS if k in doc})
         runs.append(run)

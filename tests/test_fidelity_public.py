@@ -154,3 +154,27 @@ def test_a100_sxm_and_pcie_are_separate_entries():
     assert sxm.family == pcie.family == "ga100"
     assert math.isclose(step_model("A100-80GB-SXM", "llama-2-7b").step_time(0, 1, 0)
                         / step_model("A100-80GB", "llama-2-7b").step_time(0, 1, 0), 1935 / 2039, rel_tol=0.05)
+
+
+def test_the_lambda_extract_is_what_the_script_reads_from_raw_results(tmp_path):
+    """scripts/extract_measurements.py keeps the August (v0.5.4) BF16 one-GPU runs and nothing else."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("extract", ROOT / "scripts" / "extract_measurements.py")
+    extract = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(extract)
+    shipped = json.loads((fidelity.MEASUREMENTS / "lambda_vllm_0.5.4.json").read_text())["runs"]
+    names = {"mistral-7b": "mistralai/Mistral-7B-Instruct-v0.3"}
+    for run in shipped:  # the raw benchmark_serving files these runs came from
+        raw = {k: v for k, v in run.items() if k not in ("file", "commit", "gpu", "model", "max_model_len")}
+        path = tmp_path / run["file"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({**raw, "model_id": names[run["model"]]}))
+    september = tmp_path / "results/prompt_10/1xH100-80GB-SXM/Mistral-7B-Instruct-v0.3_tp1_len2048.json"
+    september.write_text(json.dumps({**raw, "date": "20240907-082900", "model_id": names["mistral-7b"]}))
+    fp8 = tmp_path / "results/prompt_10/1xH100-80GB-SXM/Meta-Llama-3.1-8B-FP8_tp1_len2000.json"
+    fp8.write_text(json.dumps({**raw, "model_id": "neuralmagic/Meta-Llama-3.1-8B-FP8"}))
+    got = sorted(extract.lambda_runs(tmp_path), key=lambda r: r["file"])
+    strip = lambda r: {k: v for k, v in r.items() if k != "commit"}  # noqa: E731
+    assert [strip(r) for r in got] == [strip(r) for r in sorted(shipped, key=lambda r: r["file"])]

@@ -241,10 +241,22 @@ class _FamilyEntry(_Strict):
     source: str = ""
 
 
+class _PresetFit(_Strict):
+    name: Annotated[str, Field(min_length=1)]
+    overhead_ms: Annotated[float, Field(ge=0)]
+    per_seq_us: Annotated[float, Field(ge=0)]
+    prefill_overhead_ms: Annotated[float, Field(ge=0)] = 0.0
+    arrival_gap_ms: Annotated[float, Field(ge=0)] = 0.0
+    uncertainty: Annotated[float, Field(gt=0, lt=1)]
+    points: Annotated[int, Field(ge=0)] = 0
+    fitted_to: str = ""
+
+
 class _CalibrationEntry(_Strict):
     overlap: Annotated[float, Field(ge=0, le=1)] = 0.0
     layer_floor_us: Annotated[float, Field(ge=0)] = 0.0
     families: list[_FamilyEntry] = []
+    presets: list[_PresetFit] = []
 
 
 class _CatalogFile(_Strict):
@@ -301,6 +313,7 @@ def load_catalog(extra_paths: list[str | Path] | tuple[str | Path, ...] = ()) ->
     engines: dict[str, EnginePreset] = {}
     default_engine = None
     calibration = Calibration()
+    preset_fits: list[_PresetFit] = []
     for path in paths:
         doc = _read(path)
         for g in doc.gpus:
@@ -318,7 +331,15 @@ def load_catalog(extra_paths: list[str | Path] | tuple[str | Path, ...] = ()) ->
                 default_engine = e.name.lower()
         if doc.calibration is not None:
             c = doc.calibration
+            preset_fits = list(c.presets)
             calibration = Calibration(c.overlap, c.layer_floor_us / 1e6, {
                 f.family.lower(): FamilyFit(f.flops_efficiency, f.bandwidth_efficiency, f.uncertainty,
                                             f.points, f.source) for f in c.families})
+    for f in preset_fits:  # fitted numbers replace the hand-set starting values
+        e = engines.get(f.name.lower())
+        if e is None:
+            raise MelangeError(f"calibration.yaml: presets[{f.name}]: no engine preset of that name")
+        engines[f.name.lower()] = EnginePreset(
+            e.name, f.overhead_ms / 1e3, f.per_seq_us / 1e6, f"{e.source} Fitted: {f.fitted_to}".strip(),
+            f.prefill_overhead_ms / 1e3, f.uncertainty, f.arrival_gap_ms / 1e3)
     return Catalog(gpus, models, engines, default_engine, calibration)

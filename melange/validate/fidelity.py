@@ -8,7 +8,8 @@ The measurement set lives in melange/scenarios/measurements/ (sources and licenc
 - serving runs (Lambda's vLLM v0.5.4 benchmark: N ShareGPT prompts sent at once to one GPU):
   replayed with their exact lengths through the simulator's own instance engine with the
   `vllm-0.5` preset, against the mean TTFT, mean TPOT and output throughput the client saw;
-- published points (catalog/engines.yaml's sources): one request at a time, its mean ITL.
+- published points (published.yaml, the figures the other presets are fitted to): one request at
+  a time, its mean ITL.
 
 A fixed part of the data never enters the fit (`heldout`): Llama-3-8B's kernel rows, kernel rows
 at token counts between the powers of two, and every third serving run. scripts/calibrate.py fits
@@ -53,6 +54,7 @@ class Point:
     measured: float
     predicted: float
     heldout: bool
+    preset: str = ""  # the engine preset a serving point ran with
 
     @property
     def ratio(self) -> float:
@@ -148,7 +150,7 @@ def lambda_points(catalog: Catalog | None = None, runs: list[dict] | None = None
         ttft, end = replay_burst(model, engine, run["input_lens"], run["output_lens"], gap)
         got = serving_metrics(ttft, end, run["output_lens"])
         cond = f"{run['num_prompts']} prompts at once, max_model_len {run['max_model_len']}"
-        points += [Point("lambda", run["gpu"], run["model"], cond, k, run[k], v, run["heldout"])
+        points += [Point("lambda", run["gpu"], run["model"], cond, k, run[k], v, run["heldout"], preset)
                    for k, v in got.items()]
     return points
 
@@ -165,7 +167,7 @@ def published_points(catalog: Catalog | None = None) -> list[Point]:
         itl = 1e3 * (end[0] - ttft[0]) / (p["output"] - 1)
         points.append(Point("published", p["gpu"], p["model"],
                             f"{p['preset']}, {p['prompt']} in / {p['output']} out, one at a time",
-                            "itl_ms", p["itl_ms"], itl, False))
+                            "itl_ms", p["itl_ms"], itl, bool(p.get("heldout", False)), p["preset"]))
     return points
 
 
