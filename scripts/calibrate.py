@@ -152,7 +152,8 @@ def fit_published_preset(catalog, name: str) -> EnginePreset:
         if v[0] < 0:
             return math.inf
         cat = with_preset(catalog, preset_of(start, [v[0], *start_of(start)[1:]]))
-        return sum(math.log(p.ratio) ** 2 for p in fidelity.published_points(cat) if p.preset == name)
+        return sum(math.log(p.ratio) ** 2 for p in fidelity.published_points(cat)
+                   if p.preset == name and not p.heldout)
 
     overhead = descend(err, [start_of(start)[0]], [0.5], [0.01])[0]
     return preset_of(start, [overhead, *start_of(start)[1:]])
