@@ -69,14 +69,14 @@ def fit_gpu_side(catalog):
     train = rows[~rows.heldout].reset_index(drop=True)
     c, m, layers = kernel_terms(catalog, train)
     t = train.ms.to_numpy() / 1e3
-    fam = np.array([catalog.gpu(g).family for g in train.gpu])
+    fam = np.array([str(catalog.gpu(g).family) for g in train.gpu])
 
     def total(overlap, floor_s):
         fits, err = {}, 0.0
         for f in sorted(set(fam)):
             s = fam == f
             e, a, b = fit_family(c[s], m[s], layers[s], t[s], overlap, floor_s)
-            fits[f], err = (a, b), err + e
+            fits[str(f)], err = (a, b), err + e
         return err, fits
 
     best = min(((total(k, d), k, d) for k in np.arange(0, 1.0001, 0.05) for d in np.arange(0, 80e-6, 5e-6)),

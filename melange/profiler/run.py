@@ -144,7 +144,7 @@ async def profile_server(target: Target, grid: BucketGrid, slo: Slo, settings: S
                 return bool(verdict["passed"]), verdict.get("attainment")
 
             # From 4x the rate of one request in flight: the lowest rates are the slowest to measure.
-            steps = search(4.0 / latency, settings.params, slo.attainment)
+            steps = search(4.0 / latency, settings.params, slo.attainment, settings.params.confirmations(slo))
             rates[i, j] = await run_search_async(steps, measure)
             progress.bucket_done((i, j), rates[i, j])
     finally:

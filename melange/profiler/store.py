@@ -20,9 +20,9 @@ from melange.files import append_jsonl, read_jsonl
 from melange.metrics import RECORD_COLUMNS, RequestRecord
 
 
-def rate_key(rate: float, confirm: bool = False) -> str:
-    """A point's rate as a stable string key; a confirming point is a different point."""
-    return f"{rate:.6g}" + (" confirm" if confirm else "")
+def rate_key(rate: float, confirm: int = 0) -> str:
+    """A point's rate as a stable string key; each confirming point (k-th seed) is a different point."""
+    return f"{rate:.6g}" + ("" if not confirm else " confirm" if confirm == 1 else f" confirm{int(confirm)}")
 
 
 class RunStore:
