@@ -191,6 +191,9 @@ def plan(ctx, scenario, normalize, extra, slice_factor, headroom, utilization, t
             ends = interruptible(plan_sensitivity, sc, report.best, list(range(first, first + confirm_runs)),
                                  settings, workers=workers, progress=status.update)
         out.print(sensitivity_table(ends))
+        if not all(e.held for e in ends):
+            out.print("[yellow]knife-edge: the answer does not hold at the slow end of the step model's band; "
+                      "measure the GPUs (melange profile --url) or add headroom (--headroom)[/]")
         document["sensitivity"] = [e.to_dict() for e in ends]
     if store:
         out.print(f"wrote {store.write_plan(document)} and {output}/rounds.jsonl")
