@@ -203,9 +203,15 @@ def kv_blocks(total_bytes: float, memory_utilization: float, weight_bytes: float
               activation_bytes: float, non_torch_bytes: float, block_bytes: float) -> int:
     """KV blocks one GPU gets, as vLLM sizes them: requested = total × gpu_memory_utilization,
     available = requested − (weights + activation peak + non-torch memory), blocks =
-    available // bytes per block (vllm/worker/worker.py determine_num_available_blocks, v0.6.5+;
-    vllm/v1/worker/gpu_worker.py determine_available_memory and
-    vllm/v1/core/kv_cache_utils.py get_num_blocks: int(available // page_size // num_layers))."""
+    available // bytes per block. The lines followed (PyPI wheels):
+    - v0.6.6.post1 vllm/worker/worker.py L177-248 `determine_num_available_blocks` (available
+      = total × util − (weights + torch peak increase + non-torch increase); the same since
+      v0.6.5), with vllm/worker/cache_engine.py L101 `get_cache_block_size` (block_size ×
+      num_kv_heads × head_size × num_layers × 2 × dtype bytes);
+    - v0.10.1 vllm/v1/worker/gpu_worker.py L222-280 `determine_available_memory` (requested
+      memory − non-KV memory) and vllm/v1/core/kv_cache_utils.py L777-797 `get_num_blocks`
+      (int(available // page_size // num_layers): the same integer).
+    CUDA graphs are captured after the cache is sized: they come out of the 1 − util headroom."""
     available = total_bytes * memory_utilization - (weight_bytes + activation_bytes + non_torch_bytes)
     return max(int(available // block_bytes), 0)
 
