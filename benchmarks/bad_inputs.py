@@ -154,6 +154,8 @@ def cases(f: dict[str, Path], tmp: Path) -> list[tuple[str, list[str], set[int]]
                                            "-5", "-o", str(tmp / "pc.yaml")], {2}),
         ("profile --from-results empty dir", ["profile", "--from-results", str(tmp), "--gpu", "A10G", "--model",
                                               "llama-2-7b", "--slo-tpot", "120ms", "-o", str(tmp / "pr.yaml")], {1, 2}),
+        ("profile --sensitivity without --simulate", ["profile", "--url", "http://127.0.0.1:9", *prof[2:],
+                                                       "--sensitivity", "-o", str(tmp / "ps.yaml")], {2}),
     ]
 
 
