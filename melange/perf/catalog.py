@@ -221,13 +221,16 @@ class _ModelEntry(_Strict):
     source: str = ""
 
 
-class _EngineEntry(_Strict):
+class _EngineNumbers(_Strict):
     name: Annotated[str, Field(min_length=1)]
     overhead_ms: Annotated[float, Field(ge=0)]
     per_seq_us: Annotated[float, Field(ge=0)]
     prefill_overhead_ms: Annotated[float, Field(ge=0)] = 0.0
     arrival_gap_ms: Annotated[float, Field(ge=0)] = 0.0
     uncertainty: Annotated[float, Field(gt=0, lt=1)] = DEFAULT_UNCERTAINTY
+
+
+class _EngineEntry(_EngineNumbers):
     default: bool = False
     source: str = ""
 
@@ -241,13 +244,7 @@ class _FamilyEntry(_Strict):
     source: str = ""
 
 
-class _PresetFit(_Strict):
-    name: Annotated[str, Field(min_length=1)]
-    overhead_ms: Annotated[float, Field(ge=0)]
-    per_seq_us: Annotated[float, Field(ge=0)]
-    prefill_overhead_ms: Annotated[float, Field(ge=0)] = 0.0
-    arrival_gap_ms: Annotated[float, Field(ge=0)] = 0.0
-    uncertainty: Annotated[float, Field(gt=0, lt=1)]
+class _PresetFit(_EngineNumbers):  # calibration.yaml: the fitted numbers of a named preset
     points: Annotated[int, Field(ge=0)] = 0
     fitted_to: str = ""
 
