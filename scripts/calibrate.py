@@ -173,6 +173,7 @@ def render(overlap, floor_us, families, presets) -> str:
                   f"      bandwidth_efficiency: {f.bandwidth_efficiency}",
                   f"      uncertainty: {f.uncertainty}",
                   f"      points: {f.points}",
+                  f"      gpus: [{', '.join(f.gpus)}]",
                   f"      source: \"{f.source}\""]
     lines.append("  presets:")
     for p, points, fitted_to in presets:
@@ -204,7 +205,7 @@ def main() -> int:
         pts = [p for p in kernel if cat.gpu(p.gpu).family == f]
         gpus = sorted({p.gpu for p in pts})
         families.append(FamilyFit(a, b, log_rms(pts), len(pts),
-                                  f"{f}: Vidur kernel tables on {', '.join(gpus)}, {len(pts)} rows"))
+                                  f"{f}: Vidur kernel tables on {', '.join(gpus)}, {len(pts)} rows", tuple(gpus)))
     cat = dataclasses.replace(cat, calibration=Calibration(overlap, floor_us / 1e6,
                                                            {f.source.split(':')[0]: f for f in families}))
     runs = fidelity.lambda_runs()

@@ -83,6 +83,7 @@ def test_gpus_and_models_list_commands():
     runner = CliRunner()
     out = runner.invoke(cli, ["gpus", "list"], terminal_width=200)
     assert out.exit_code == 0 and "A100-80GB" in out.output and "7.516" in out.output
+    assert "ad10x: 0.6 / 0.8, ±25% (no data)" in " ".join(out.output.split())  # L4: the band is shown
     out = runner.invoke(cli, ["models", "list"], terminal_width=200)
     assert out.exit_code == 0 and "qwen2.5-72b" in out.output
 

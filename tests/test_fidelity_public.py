@@ -67,6 +67,11 @@ def test_fitted_families_carry_narrow_bands_and_unmeasured_ones_wide():
         assert fit.points >= 50 and fit.uncertainty <= 0.1
     l4 = CAT.calibration.fit(CAT.gpu("L4"))
     assert l4.points == 0 and l4.uncertainty == 0.25  # the README quotes it
+    # A GPU fitted only through a sibling (A10G through the A40, H200 through the H100) shares the
+    # efficiencies with a wider band than the measured one.
+    for sibling, measured in (("A10G", "A40"), ("H200", "H100"), ("A100-80GB", "A100-80GB-SXM")):
+        s, m = CAT.calibration.fit(CAT.gpu(sibling)), CAT.calibration.fit(CAT.gpu(measured))
+        assert s.flops_efficiency == m.flops_efficiency and s.uncertainty >= 0.15 > m.uncertainty
 
 
 @settings(max_examples=40, deadline=None)

@@ -8,7 +8,7 @@ named "{N}x{GPU}", e.g. `4xH100`, and costs N times the GPU's price.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -26,6 +26,7 @@ GIB = 2 ** 30  # CUDA and vLLM report binary gibibytes
 DEFAULT_FLOPS_EFFICIENCY = 0.6
 DEFAULT_BANDWIDTH_EFFICIENCY = 0.8
 DEFAULT_UNCERTAINTY = 0.25
+SIBLING_UNCERTAINTY = 0.15  # a GPU fitted only through another GPU of its family
 
 _Pos = Annotated[float, Field(gt=0)]
 _PosInt = Annotated[int, Field(ge=1)]
@@ -126,6 +127,7 @@ class FamilyFit:
     uncertainty: float  # relative step-time band (1 sigma of the fit's log residuals)
     points: int = 0  # measurements the fit rests on
     source: str = ""
+    gpus: tuple[str, ...] = ()  # the family's GPUs those measurements were taken on
 
 
 @dataclass(frozen=True)
@@ -137,10 +139,17 @@ class Calibration:
     families: dict[str, FamilyFit] = field(default_factory=dict)
 
     def fit(self, gpu: GpuHardware) -> FamilyFit:
-        """The fit for `gpu`'s family, or the unfitted defaults with the wide band."""
-        return self.families.get(gpu.family.lower()) or FamilyFit(
-            DEFAULT_FLOPS_EFFICIENCY, DEFAULT_BANDWIDTH_EFFICIENCY, DEFAULT_UNCERTAINTY, 0,
-            "no public measurements: the roofline's default efficiencies")
+        """The fit for `gpu`'s family, or the unfitted defaults with the wide band. A GPU the
+        family's measurements were not taken on (A10G from the A40's, H200 from the H100's) shares
+        the efficiencies with at least SIBLING_UNCERTAINTY of band: its clocks, memory and
+        datasheet figures are its own."""
+        fit = self.families.get(gpu.family.lower())
+        if fit is None:
+            return FamilyFit(DEFAULT_FLOPS_EFFICIENCY, DEFAULT_BANDWIDTH_EFFICIENCY, DEFAULT_UNCERTAINTY, 0,
+                             "no public measurements: the roofline's default efficiencies")
+        if gpu.name.lower() in {g.lower() for g in fit.gpus}:
+            return fit
+        return replace(fit, uncertainty=max(fit.uncertainty, SIBLING_UNCERTAINTY))
 
 
 @dataclass(frozen=True)
@@ -241,6 +250,7 @@ class _FamilyEntry(_Strict):
     bandwidth_efficiency: Annotated[float, Field(gt=0, le=1)]
     uncertainty: Annotated[float, Field(gt=0, lt=1)]
     points: Annotated[int, Field(ge=0)] = 0
+    gpus: list[str] = []
     source: str = ""
 
 
@@ -331,7 +341,7 @@ def load_catalog(extra_paths: list[str | Path] | tuple[str | Path, ...] = ()) ->
             preset_fits = list(c.presets)
             calibration = Calibration(c.overlap, c.layer_floor_us / 1e6, {
                 f.family.lower(): FamilyFit(f.flops_efficiency, f.bandwidth_efficiency, f.uncertainty,
-                                            f.points, f.source) for f in c.families})
+                                            f.points, f.source, tuple(f.gpus)) for f in c.families})
     for f in preset_fits:  # fitted numbers replace the hand-set starting values
         e = engines.get(f.name.lower())
         if e is None:
