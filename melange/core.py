@@ -244,6 +244,14 @@ class EngineConfig:
     max_num_batched_tokens: int | None = None  # chunked-prefill token budget per step; None = off
     max_model_len: int | None = None  # longest input + output accepted; None = KV capacity
 
+    def v0_token_budget(self, default_len: int) -> int:
+        """Prompt tokens one step takes without chunked prefill: vLLM v0's max_num_batched_tokens
+        default, max(max_model_len, 2048) (vllm/config.py, SchedulerConfig.__post_init__: "If
+        max_model_len is too short, use 2048 as the default value for higher throughput");
+        `default_len` stands in for an unset max_model_len. The engine caps a step's prompts at it
+        and vLLM's memory profiling runs a batch of it."""
+        return max(self.max_model_len or default_len, 2048)
+
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "block_size", "max_num_batched_tokens", "max_model_len"):
             value = getattr(self, name)

@@ -46,7 +46,6 @@ from melange.core import EngineConfig, LinearStepModel, MelangeError
 from melange.perf.catalog import GIB, Catalog, EnginePreset, Instance, ModelSpec, load_catalog
 
 DEFAULT_MEMORY_UTILIZATION = 0.9  # vLLM's gpu_memory_utilization default
-MIN_PROFILE_TOKENS = 2048  # vLLM v0 without chunked prefill: max(max_model_len, 2048) tokens
 # Memory outside PyTorch's allocator that vLLM subtracts (NCCL, cuBLAS workspaces): its logs show
 # 0.05-0.35 GiB per GPU on one-GPU 7-8B servers (vllm#10517, OCI's A10 log); CUDA graphs are
 # captured after the KV cache is sized and come out of the 1 - gpu_memory_utilization headroom.
@@ -180,12 +179,9 @@ class RooflineModel:
 
 
 def profile_tokens(model: ModelSpec, engine: EngineConfig) -> int:
-    """Tokens of vLLM's memory-profiling forward pass: the chunked-prefill budget, else
-    max(max_model_len, 2048) (vLLM v0's max_num_batched_tokens default; max_model_len defaults
-    to the model's context)."""
-    if engine.max_num_batched_tokens:
-        return engine.max_num_batched_tokens
-    return max(engine.max_model_len or model.max_context, MIN_PROFILE_TOKENS)
+    """Tokens of vLLM's memory-profiling forward pass: the chunked-prefill budget, else vLLM
+    v0's default token budget (max_model_len defaulting to the model's context)."""
+    return engine.max_num_batched_tokens or engine.v0_token_budget(model.max_context)
 
 
 def activation_peak_bytes(model: ModelSpec, instance: Instance, engine: EngineConfig) -> float:

@@ -40,11 +40,6 @@ from melange.sim.requests import Outcomes, Seq
 from melange.sim.steps import DecodeRun
 
 WATERMARK = 0.01  # vLLM keeps 1 % of KV blocks free when admitting, so new prompts don't thrash
-# Without chunked prefill, vLLM v0 caps a step's prompt tokens at max_num_batched_tokens, whose
-# default is max(max_model_len, 2048) (vllm/config.py, SchedulerConfig.__post_init__: "If
-# max_model_len is too short, use 2048 as the default value for higher throughput"); its
-# scheduler (_schedule_prefills) stops admitting at the first prompt that would overflow it.
-MIN_PREFILL_BUDGET = 2048
 
 
 class Instance:
@@ -65,8 +60,9 @@ class Instance:
             self.max_len = min(self.max_len, engine.max_model_len)
         self.cap = engine.max_num_seqs
         self.budget = engine.max_num_batched_tokens  # chunked prefill's token budget, or None
-        # Prompt tokens one step may prefill without chunked prefill (see MIN_PREFILL_BUDGET).
-        self.prefill_cap = max(engine.max_model_len or self.max_len, MIN_PREFILL_BUDGET)
+        # Prompt tokens one step may prefill without chunked prefill: vLLM v0's scheduler
+        # (_schedule_prefills) stops admitting at the first prompt that would overflow it.
+        self.prefill_cap = engine.v0_token_budget(self.max_len)
         self.waiting: deque[Seq] = deque()
         self.running: list[Seq] = []  # admission order: the newest is last
         self.prefilling: list[Seq] = []  # admitted, prompt not yet complete (admission order)

@@ -97,6 +97,13 @@ def kernel_points(catalog: Catalog | None = None) -> list[Point]:
     return points
 
 
+def one_instance(model: StepTimeModel, engine: EngineConfig, n: int):
+    """A SimPy clock, outcomes for `n` requests, and one instance of the simulator's engine."""
+    env = simpy.Environment()
+    out = Outcomes(n)
+    return env, out, EngineInstance(env, 0, "replay", model, engine, out, [0], 0)
+
+
 def replay_burst(model: StepTimeModel, engine: EngineConfig, prompts: list[int],
                  outputs: list[int], gap_s: float = 0.0) -> tuple[list[float], list[float]]:
     """Send the requests at once to one simulated instance; (TTFT, end) per request, seconds
@@ -104,9 +111,7 @@ def replay_burst(model: StepTimeModel, engine: EngineConfig, prompts: list[int],
     them one after another, so the engine's first step starts with only the first few (Lambda's
     runs show it: 2 of 10 prompts get their first token a whole step before the rest). A
     request that produced no token is sent for one (the server still prefilled it)."""
-    env = simpy.Environment()
-    out = Outcomes(len(prompts))
-    inst = EngineInstance(env, 0, "replay", model, engine, out, [0], 0)
+    env, out, inst = one_instance(model, engine, len(prompts))
 
     def send():
         for i, (p, o) in enumerate(zip(prompts, outputs)):
@@ -161,9 +166,7 @@ def replay_closed(model: StepTimeModel, engine: EngineConfig, prompt: int, outpu
     """`users` clients each sending a request as soon as their last one finished (a benchmark at
     fixed concurrency), `rounds` requests each; mean ITL (s) of the requests after every user's
     first (the start-up, when all prefill together, is left out)."""
-    env = simpy.Environment()
-    out = Outcomes(users * rounds)
-    inst = EngineInstance(env, 0, "replay", model, engine, out, [0], 0)
+    env, out, inst = one_instance(model, engine, users * rounds)
 
     def user(u: int):
         for k in range(rounds):
