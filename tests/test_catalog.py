@@ -125,3 +125,10 @@ def test_scenario_catalog_errors(tmp_path, gpus, message):
                  f"workload: {{rate: 1, distribution: [[1.0]]}}\ngpus: {gpus}\n")
     with pytest.raises(MelangeError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load_scenario(f)
+
+
+def test_a_calibration_for_an_unknown_preset_names_its_file(tmp_path):
+    f = tmp_path / "mine.yaml"
+    f.write_text("calibration:\n  presets:\n    - {name: nope, overhead_ms: 1, per_seq_us: 1, uncertainty: 0.1}\n")
+    out = CliRunner().invoke(cli, ["gpus", "list", "--catalog", str(f)])
+    assert out.exit_code == 2 and "mine.yaml: calibration.presets[nope]: no engine preset" in out.output

@@ -320,7 +320,7 @@ def load_catalog(extra_paths: list[str | Path] | tuple[str | Path, ...] = ()) ->
     engines: dict[str, EnginePreset] = {}
     default_engine = None
     calibration = Calibration()
-    preset_fits: list[_PresetFit] = []
+    preset_fits: list[tuple[str, _PresetFit]] = []  # (file name, fit)
     for path in paths:
         doc = _read(path)
         for g in doc.gpus:
@@ -338,14 +338,14 @@ def load_catalog(extra_paths: list[str | Path] | tuple[str | Path, ...] = ()) ->
                 default_engine = e.name.lower()
         if doc.calibration is not None:
             c = doc.calibration
-            preset_fits = list(c.presets)
+            preset_fits = [(path.name, f) for f in c.presets]
             calibration = Calibration(c.overlap, c.layer_floor_us / 1e6, {
                 f.family.lower(): FamilyFit(f.flops_efficiency, f.bandwidth_efficiency, f.uncertainty,
                                             f.points, f.source, tuple(f.gpus)) for f in c.families})
-    for f in preset_fits:  # fitted numbers replace the hand-set starting values
+    for where, f in preset_fits:  # fitted numbers replace the hand-set starting values
         e = engines.get(f.name.lower())
         if e is None:
-            raise MelangeError(f"calibration.yaml: presets[{f.name}]: no engine preset of that name")
+            raise MelangeError(f"{where}: calibration.presets[{f.name}]: no engine preset of that name")
         engines[f.name.lower()] = EnginePreset(
             e.name, f.overhead_ms / 1e3, f.per_seq_us / 1e6, f"{e.source} Fitted: {f.fitted_to}".strip(),
             f.prefill_overhead_ms / 1e3, f.uncertainty, f.arrival_gap_ms / 1e3)
