@@ -138,6 +138,7 @@ class GpuType:
     max_count: int | None = None  # availability cap
     min_count: int = 0
     utilization: float | None = None  # plan at most this share of profiled max rate; None = solver default
+    startup_s: float | None = None  # s from asking for an instance to its serving (schedules); None = default
 
 
 @dataclass(frozen=True)

@@ -213,7 +213,8 @@ def _with_catalog(g: GpuSpec, model: str | None, engine: EngineConfig,
     if "gpus" in g.model_fields_set:
         inst = Instance(inst.gpu, g.gpus)
     g = g.model_copy(update={"cost": g.cost if g.cost is not None else inst.cost, "gpus": inst.count,
-                             "memory_gb": g.memory_gb if g.memory_gb is not None else inst.gpu.memory / GB})
+                             "memory_gb": g.memory_gb if g.memory_gb is not None else inst.gpu.memory / GB,
+                             "startup_s": g.startup_s if g.startup_s is not None else inst.gpu.startup_s})
     if g.step_time != "roofline":
         return g, None
     if model is None:
@@ -277,7 +278,8 @@ def _from_spec(spec: ScenarioSpec, normalize: bool, source: Path, extra: tuple[s
             raise MelangeError(f"gpus[{g.name}].max_count: {g.max_count} is below min_count {g.min_count}")
         engine = _engine(g, spec.model, extra)
         g, catalog_step = _with_catalog(g, spec.model, engine, extra, spec.engine_preset)
-        gpus.append(GpuType(g.name, g.cost, g.gpus, g.memory_gb, g.max_count, g.min_count, g.utilization))
+        gpus.append(GpuType(g.name, g.cost, g.gpus, g.memory_gb, g.max_count, g.min_count, g.utilization,
+                            g.startup_s))
         profile = _load_profile(g, grid.shape, base, spec, grid, force)
         if profile is not None:
             profiles[g.name] = profile

@@ -93,6 +93,7 @@ class GpuSpec(_Strict):
     engine: EngineSpec = EngineSpec()
     step_time: LinearStepSpec | Literal["roofline"] | None = None  # roofline: catalog x model
     catalog: str | None = None  # catalog GPU or instance (e.g. A100-80GB, 4xH100): defaults cost/gpus/memory
+    startup_s: Annotated[float, Field(ge=0, le=86400)] | None = None  # boot + model load; default: the catalog's
 
 
 class SolverSpec(_Strict):

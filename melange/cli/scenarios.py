@@ -1,4 +1,5 @@
-"""`melange scenarios`: the built-in scenarios, and workload histograms built from traces."""
+"""`melange scenarios`: the built-in scenarios, workload histograms built from traces, and loads
+over time (a workload per time window)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def builtin_scenarios() -> dict[str, Path]:
 
 @click.group()
 def scenarios() -> None:
-    """Built-in scenarios and workloads."""
+    """Built-in scenarios, workloads and loads over time."""
 
 
 @scenarios.command("list")
@@ -84,3 +85,68 @@ def build_workload(traces, grid, weights, name, attribution, output) -> None:
     write_workload(output, workload_document(distribution, g, name or Path(output).stem, facts, attribution))
     click.echo(f"wrote {output}: {sum(p['requests'] for p in facts['traces'])} requests, "
                f"{int((distribution > 0).sum())} non-empty buckets")
+
+
+@scenarios.command("build-load")
+@click.argument("trace", required=False)
+@click.option("--window", help="Window length, e.g. 10m, 300s or 1h (with TRACE).")
+@click.option("--table", type=click.Path(dir_okay=False),
+              help="CSV of start_s, rate[, cv] per window (instead of TRACE); evenly spaced from 0.")
+@click.option("--workload", help="Workload file or built-in name giving --table's length mix.")
+@click.option("--grid", default="paper", show_default=True, help="'paper' or IN,EDGES/OUT,EDGES.")
+@click.option("--name", help="Load name (default: the output file's stem).")
+@click.option("--attribution", default="", help="Where the data comes from (kept in the file).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Load JSON to write.")
+def build_load(trace, window, table, workload, grid, name, attribution, output) -> None:
+    """Build a load over time (one workload per window) from TRACE's arrival times, or from a
+    --table of rates with a --workload's length mix."""
+    from melange.files import check_writable
+    from melange.load import load_from_table, load_from_trace, parse_window, write_load
+    from melange.workloads import load_workload_file, parse_grid
+
+    if trace is not None and table is not None:
+        raise MelangeError("--table: give TRACE or --table, not both")
+    if trace is None and table is None:
+        raise MelangeError("build-load: give a TRACE with arrival times, or --table CSV with --workload")
+    if trace is not None and window is None:
+        raise MelangeError("--window: required with TRACE, e.g. --window 10m")
+    if trace is not None and workload is not None:
+        raise MelangeError("--workload: only with --table (a TRACE gives its own lengths)")
+    if table is not None and workload is None:
+        raise MelangeError("--workload: required with --table (it gives the length mix)")
+    if table is not None and window is not None:
+        raise MelangeError("--window: the table's start_s spacing is the window; leave --window out")
+    g = parse_grid(grid)
+    window_s = parse_window(window) if window is not None else None
+    check_writable(output, "-o")
+    stem = name or Path(output).stem
+    if trace is not None:
+        from melange.traces import load_trace
+
+        load = load_from_trace(load_trace(trace), g, window_s, stem, attribution)
+    else:
+        from dataclasses import replace
+
+        load = replace(load_from_table(table, g, load_workload_file(workload, g), stem), attribution=attribution)
+    write_load(output, load)
+    click.echo(f"wrote {output}: {load.windows} windows of {load.window_s:g}s, mean {load.mean_rate:.4g} req/s, "
+               f"peak {load.peak_rate:.4g} req/s")
+
+
+@scenarios.command()
+def loads() -> None:
+    """Built-in loads over time: windows, rates and source."""
+    from rich.table import Table
+
+    from melange.load import BUILTIN_LOADS, builtin_loads, read_load
+    from melange.report import console
+
+    table = Table(title="Built-in loads")
+    for column in ("name", "windows", "window", "mean req/s", "peak req/s", "source"):
+        table.add_column(column, justify="right" if "req/s" in column or column == "windows" else "left")
+    for name in builtin_loads():
+        load = read_load(BUILTIN_LOADS / f"{name}.json")
+        source = load.attribution.strip().splitlines()[0] if load.attribution.strip() else ""
+        table.add_row(name, str(load.windows), f"{load.window_s:g}s", f"{load.mean_rate:.2f}",
+                      f"{load.peak_rate:.2f}", source)
+    console().print(table)

@@ -47,6 +47,7 @@ class GpuHardware:
     source: str = ""
     family: str = ""  # silicon generation: GPUs of one family share a calibration fit
     cuda_memory: float | None = None  # bytes CUDA reports as total (torch.cuda.mem_get_info)
+    startup_s: float = 300.0  # from asking for an instance to its serving: boot, image pull, model load
 
     @property
     def usable_memory(self) -> float:
@@ -213,6 +214,7 @@ class _GpuEntry(_Strict):
     source: str = ""
     family: str = ""
     cuda_memory_gib: _Pos | None = None
+    startup_s: Annotated[float, Field(ge=0)] = 300.0
 
 
 class _ModelEntry(_Strict):
@@ -302,7 +304,7 @@ def _gpu(e: _GpuEntry) -> GpuHardware:
     cuda = e.cuda_memory_gib * GIB if e.cuda_memory_gib else None
     return GpuHardware(e.name, e.flops_tflops * 1e12, e.bandwidth_gb_s * GB, e.memory_gb * GB,
                        e.interconnect, e.interconnect_gb_s * GB, e.cost, e.max_gpus, e.source,
-                       e.family, cuda)
+                       e.family, cuda, e.startup_s)
 
 
 def _model(path: Path, i: int, e: _ModelEntry) -> ModelSpec:

@@ -144,3 +144,25 @@ def make_arrivals(workload: Workload, rng: np.random.Generator, *, requests: int
     return Arrivals(np.asarray(times, dtype=float), np.asarray(inputs, dtype=np.int64),
                     np.asarray(outputs, dtype=np.int64), np.asarray(bi, dtype=np.int64),
                     np.asarray(bo, dtype=np.int64))
+
+
+def window_arrivals(windows: list[Workload], window_s: float, first: int, seed: int,
+                    base: Path | None = None) -> tuple[Arrivals, np.ndarray]:
+    """Arrivals of consecutive windows (window `first + k` spans [(first+k)·window_s, +window_s)),
+    each drawn from its own workload with its own generator seeded (seed, window): a window's
+    requests are the same whichever span it is replayed in (a split replay sees what one whole
+    replay sees). Also returns each request's uniform draw for routing, from the same generator."""
+    parts, draws = [], []
+    for k, w in enumerate(windows):
+        t = first + k
+        rng = np.random.default_rng([seed, t])
+        if w.rate <= 0:
+            continue
+        a = make_arrivals(w, rng, duration_s=window_s, base=base)
+        parts.append(Arrivals(a.time_s + t * window_s, a.input_tokens, a.output_tokens, a.bucket_in, a.bucket_out))
+        draws.append(rng.random(len(a)))
+    if not parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return Arrivals(np.zeros(0), empty, empty, empty, empty), np.zeros(0)
+    fields = zip(*[(p.time_s, p.input_tokens, p.output_tokens, p.bucket_in, p.bucket_out) for p in parts])
+    return Arrivals(*(np.concatenate(f) for f in fields)), np.concatenate(draws)

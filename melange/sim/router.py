@@ -27,14 +27,16 @@ def type_table(plan: Plan, names: Sequence[str], grid_shape: tuple[int, int]) ->
 
 
 def choose_types(table: np.ndarray, grid: BucketGrid, input_tokens: np.ndarray,
-                 output_tokens: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+                 output_tokens: np.ndarray, rng: np.random.Generator | None,
+                 u: np.ndarray | None = None) -> np.ndarray:
     """Index into the table's types of the GPU type serving each request; lengths outside the
-    grid (a replayed trace) are routed as the nearest bucket."""
+    grid (a replayed trace) are routed as the nearest bucket. `u`: each request's uniform draw,
+    when drawn beforehand (else from `rng`)."""
     n_in, n_out = grid.shape
     i = np.clip(np.searchsorted(grid.in_edges, input_tokens, side="right") - 1, 0, n_in - 1)
     j = np.clip(np.searchsorted(grid.out_edges, output_tokens, side="right") - 1, 0, n_out - 1)
     cum = table[i * n_out + j]
-    u = rng.random(len(i))[:, None]
+    u = (rng.random(len(i)) if u is None else np.asarray(u))[:, None]
     return np.minimum((u >= cum).sum(axis=1), table.shape[1] - 1)
 
 
