@@ -74,13 +74,15 @@ class BucketGrid:
 
 @dataclass(frozen=True)
 class Arrival:
-    """Arrival process: Poisson, gamma inter-arrivals with coefficient of variation `cv`,
-    or replay of a trace's timestamps (optionally time-scaled to the workload rate)."""
+    """Arrival process: Poisson, gamma inter-arrivals with coefficient of variation `cv`, replay
+    of a trace's timestamps (optionally time-scaled to the workload rate), or `streams`: several
+    independent gamma streams superposed, each (share of the rate, cv) (clients of a service)."""
 
-    process: Literal["poisson", "gamma", "trace"] = "poisson"
+    process: Literal["poisson", "gamma", "trace", "streams"] = "poisson"
     cv: float = 1.0
     trace: str | None = None
     scale_to_rate: bool = True
+    streams: tuple[tuple[float, float], ...] = ()  # (share of the rate, cv) per stream
 
 
 @dataclass(frozen=True)

@@ -43,10 +43,11 @@ class Load:
     distribution: np.ndarray  # (T, n_in, n_out) share of requests per bucket; sums to 1 where rate > 0
     attribution: str = ""
     outside_grid: np.ndarray | None = None  # (T,) share of the window's requests left out of the grid
+    streams: np.ndarray | None = None  # (T, K, 2): K independent streams per window, (share of rate, cv)
 
     def __post_init__(self) -> None:
         # Arrays are stored as float copies so that a caller's later edits cannot change a load.
-        for key in ("rate", "cv", "distribution", "outside_grid"):
+        for key in ("rate", "cv", "distribution", "outside_grid", "streams"):
             value = getattr(self, key)
             if value is not None:
                 try:
@@ -64,6 +65,8 @@ class Load:
                                f"got shape {self.rate.shape}")
         windows = len(self.rate)
         expect = {"cv": (windows,), "distribution": (windows, *self.grid.shape), "outside_grid": (windows,)}
+        if self.streams is not None:
+            expect["streams"] = (windows, self.streams.shape[1] if self.streams.ndim == 3 else -1, 2)
         for key, shape in expect.items():
             value = getattr(self, key)
             if value is not None and value.shape != shape:
@@ -73,7 +76,7 @@ class Load:
 
     def _check_values(self) -> None:
         """Every number finite and in range; each busy window's shares sum to 1."""
-        for key in ("rate", "cv", "distribution", "outside_grid"):
+        for key in ("rate", "cv", "distribution", "outside_grid", "streams"):
             value = getattr(self, key)
             if value is not None and not np.all(np.isfinite(value)):
                 bad = tuple(int(k) for k in np.argwhere(~np.isfinite(value))[0])
@@ -85,6 +88,12 @@ class Load:
         for key, bad, what in checks:
             if bad.any():
                 raise MelangeError(f"load.{key}[{int(np.argmax(bad))}]: {what}")
+        if self.streams is not None:
+            share, cv = self.streams[..., 0], self.streams[..., 1]
+            off = (self.rate > 0) & (np.abs(share.sum(axis=1) - 1.0) > SHARE_TOLERANCE)
+            if (share < 0).any() or ((share > 0) & (cv <= 0)).any() or off.any():
+                t = int(np.argmax((share < 0).any(axis=1) | ((share > 0) & (cv <= 0)).any(axis=1) | off))
+                raise MelangeError(f"load.streams[{t}]: shares must be >= 0 and sum to 1, each busy stream's cv > 0")
         sums = self.distribution.sum(axis=(1, 2))
         off = (self.rate > 0) & (np.abs(sums - 1.0) > SHARE_TOLERANCE)
         if off.any():
@@ -134,6 +143,8 @@ class Load:
             distribution = self.mean_distribution()
         cv = float(self.cv[t])
         arrival = Arrival("poisson") if cv == 1.0 else Arrival("gamma", cv=cv)
+        if self.streams is not None and self.rate[t] > 0:
+            arrival = Arrival("streams", cv=cv, streams=tuple((float(a), float(b)) for a, b in self.streams[t] if a > 0))
         return Workload(self.grid, np.array(distribution), float(self.rate[t]), arrival,
                         lengths=template.lengths, trace=template.trace)
 
@@ -146,7 +157,7 @@ class Load:
         part = slice(first, first + count)
         outside = self.outside_grid[part] if self.outside_grid is not None else None
         return replace(self, rate=self.rate[part], cv=self.cv[part], distribution=self.distribution[part],
-                       outside_grid=outside)
+                       outside_grid=outside, streams=None if self.streams is None else self.streams[part])
 
     def on_grid(self, grid: BucketGrid) -> Load:
         """The load on a coarser `grid` whose edges are among this one's: buckets merged, and the
@@ -177,10 +188,17 @@ class Load:
         return replace(self, grid=grid, rate=rate, distribution=shares, outside_grid=outside)
 
     def scaled(self, factor: float) -> Load:
-        """The same load with every window's rate multiplied by `factor`."""
+        """The same load with every window's rate multiplied by `factor`, its bursts in proportion."""
         if not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor < 0:
             raise MelangeError(f"load scale: {factor!r} must be a number >= 0")
-        return replace(self, rate=self.rate * float(factor))
+        # Each client's bursts shrink with its rate (fewer of its users, not smaller gaps), so the
+        # excess dispersion over Poisson, cv^2 - 1 of a renewal process, scales with the rate:
+        # the bursts keep their size relative to the traffic, and so to the fleet serving it.
+        def cv(values: np.ndarray) -> np.ndarray:
+            return np.sqrt(np.maximum(1.0 + (values**2 - 1.0) * float(factor), MIN_CV**2)) if factor > 0 else values
+
+        streams = None if self.streams is None else np.stack([self.streams[..., 0], cv(self.streams[..., 1])], axis=-1)
+        return replace(self, rate=self.rate * float(factor), cv=cv(self.cv), streams=streams)
 
 
 def parse_window(text: str) -> float:
@@ -331,6 +349,14 @@ def read_load(name: str | Path, grid: BucketGrid | None = None) -> Load:
     rate = _array(doc, "rate")
     cv = _array(doc, "cv")
     outside = _array(doc, "outside_grid", required=False)
+    streams = _array(doc, "streams", required=False)
+    if streams is not None:
+        if streams.ndim != 3 or streams.shape[0] != len(rate) or streams.shape[2] != 2:
+            raise MelangeError(f"load.streams: must be one list of [share, cv] pairs per window ({len(rate)} windows)")
+        share = streams[..., 0]  # rounded to 6 decimals in the file: renormalise
+        total = share.sum(axis=1, keepdims=True)
+        share = np.where(total > 0, share / np.where(total > 0, total, 1.0), share)
+        streams = np.stack([share, streams[..., 1]], axis=-1)
     flat = _array(doc, "distribution")
     n_in, n_out = file_grid.shape
     if rate.ndim != 1 or flat.ndim != 2 or flat.shape != (len(rate), n_in * n_out):
@@ -342,7 +368,7 @@ def read_load(name: str | Path, grid: BucketGrid | None = None) -> Load:
     shares = np.where(sums[:, None, None] > 0, shares / np.where(sums > 0, sums, 1.0)[:, None, None], shares)
     attribution = doc.get("attribution", "")
     load = Load(str(doc.get("name", path.stem)), file_grid, float(window_s), rate, cv, shares,
-                str(attribution) if attribution is not None else "", outside)
+                str(attribution) if attribution is not None else "", outside, streams)
     return load if grid is None else load.on_grid(grid)
 
 
@@ -365,6 +391,8 @@ def load_document(load: Load) -> dict:
            "rate": [_significant(v) for v in load.rate], "cv": [_significant(v) for v in load.cv]}
     if load.outside_grid is not None:
         doc["outside_grid"] = [_share(v) for v in load.outside_grid]
+    if load.streams is not None:
+        doc["streams"] = [[[_share(a), _significant(b)] for a, b in row] for row in load.streams]
     doc["distribution"] = [[_share(v) for v in row.ravel()] for row in load.distribution]
     return doc
 

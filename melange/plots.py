@@ -219,3 +219,23 @@ def sweep_plots(table: pd.DataFrame, out_dir: str | Path, target: float | None =
         others = [a for a in varying if a != "slice_factor"]
         paths += cost_vs_slice_factor(ok.assign(label=_label(ok, others)), out / "cost_vs_slice_factor", target)
     return paths
+
+
+def fleet_over_time(start_s: np.ndarray, window_s: float, counts: np.ndarray, names: list[str], rate: np.ndarray,
+                    failed_s: list[float], title: str, path: str | Path) -> list[Path]:
+    """Instances serving per type (stacked) per window against the load's rate; failed windows shaded."""
+    plt = _pyplot()
+    edges = np.append(start_s, start_s[-1] + window_s) / 3600.0
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    ax.stackplot(edges, np.vstack([counts, counts[-1:]]).T, labels=names, step="post", alpha=0.8)
+    ax.set_xlabel("hours from the start")
+    ax.set_ylabel("instances serving")
+    other = ax.twinx()
+    other.step(edges, np.append(rate, rate[-1]), where="post", color="black", lw=1.2, label="load (req/s)")
+    other.set_ylabel("req/s")
+    for start in failed_s:
+        ax.axvspan(start / 3600.0, (start + window_s) / 3600.0, color="red", alpha=0.15)
+    ax.legend(loc="upper left", fontsize=8)
+    other.legend(loc="upper right", fontsize=8)
+    ax.set_title(title)
+    return save(fig, path)

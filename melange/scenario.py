@@ -34,6 +34,7 @@ from melange.files import read_document  # noqa: F401  (re-exported: plan, grid 
 from melange.scenario_schema import (  # noqa: F401  (SimulationSpec and the specs are re-exported)
     GpuSpec,
     ScenarioSpec,
+    ScheduleSpec,
     SeedSpec,
     SimulationSpec,
     TraceDistribution,
@@ -61,6 +62,7 @@ class Scenario:
     step_models: dict[str, StepTimeModel] = field(default_factory=dict)
     simulation: SimulationSpec = field(default_factory=SimulationSpec)
     source: Path | None = None
+    schedule: ScheduleSpec | None = None  # load over time (melange schedule)
 
 
 _UNION_TAGS = {"str", "int", "float", "bool", "TraceDistribution", "WorkloadFileDistribution", "LinearStepSpec", "GridSpec"}
@@ -307,6 +309,7 @@ def _from_spec(spec: ScenarioSpec, normalize: bool, source: Path, extra: tuple[s
         step_models=steps,
         simulation=spec.simulation,
         source=source,
+        schedule=spec.schedule,
     )
 
 

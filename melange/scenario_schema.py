@@ -112,6 +112,20 @@ class SimulationSpec(_Strict):
     router: Literal["least_work", "round_robin", "random"] = "least_work"
 
 
+class ScheduleSpec(_Strict):
+    """Load over time and how its fleet may change (`melange schedule`)."""
+
+    load: Annotated[str, Field(min_length=1)]  # a built-in load's name or a load file
+    scale: Annotated[float, Field(gt=0, le=1e6)] = 1.0  # rates x this (bursts in proportion)
+    first_window: Annotated[int, Field(ge=0)] = 0
+    windows: Annotated[int, Field(ge=1)] | None = None  # how many; None = to the load's end
+    period_windows: Annotated[int, Field(ge=1)] | None = None  # a forecast's period; None = a day's
+    history: Annotated[int, Field(ge=1, le=365)] = 1  # periods a day-ahead forecast looks back
+    min_up_windows: Annotated[int, Field(ge=1)] = 1
+    max_changes_per_hour: Annotated[int, Field(ge=0)] | None = None
+    drain_s: Annotated[Seconds, Field(ge=0)] = 60.0
+
+
 class ScenarioSpec(_Strict):
     name: str = "scenario"
     description: str = ""
@@ -123,6 +137,7 @@ class ScenarioSpec(_Strict):
     gpus: Annotated[list[GpuSpec], Field(min_length=1)]
     solver: SolverSpec = SolverSpec()
     simulation: SimulationSpec = SimulationSpec()
+    schedule: ScheduleSpec | None = None
 
     @field_validator("gpus")
     @classmethod

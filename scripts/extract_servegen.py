@@ -47,6 +47,7 @@ DEFAULT_COMMIT = "f891d11"  # the ServeGen commit the built-in file was made fro
 GRID = BucketGrid.paper()
 # The time scale the aggregate's burstiness is measured at: about a loaded request's latency.
 DISPERSION_SCALE_S = 60.0
+STREAMS = 16  # the busiest clients replayed as streams of their own (the rest as one more)
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,28 @@ def read_clients(files: dict[str, str | None], grid: BucketGrid) -> tuple[np.nda
     return starts, clients
 
 
+def capped_cv2(client: Client) -> np.ndarray:
+    """A client's cv^2 per window, capped at its dispersion over DISPERSION_SCALE_S (see `aggregate`)."""
+    return np.minimum(client.cv**2, 1.0 + client.rate * DISPERSION_SCALE_S)
+
+
+def streams(clients: list[Client], rate: np.ndarray) -> np.ndarray:
+    """(T, STREAMS + 1, 2) (share of the window's rate, cv): the STREAMS busiest clients over the
+    whole data each as its own stream, the rest merged into one (cv^2 as in `aggregate`). A burst of
+    one big client then clumps that client's requests, not everyone's, as in the real superposition."""
+    order = sorted(clients, key=lambda c: -float(c.rate.sum()))
+    big, rest = order[:STREAMS], order[STREAMS:]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = [np.stack([np.where(rate > 0, c.rate / rate, 0.0), np.where(c.rate > 0, np.sqrt(capped_cv2(c)), 1.0)],
+                        axis=-1) for c in big]
+        rest_rate = sum(c.rate for c in rest)
+        rest_cv2 = sum(c.rate * capped_cv2(c) for c in rest)
+        out.append(np.stack([np.where(rate > 0, rest_rate / rate, 0.0),
+                             np.where(rest_rate > 0, np.sqrt(rest_cv2 / np.where(rest_rate > 0, rest_rate, 1.0)), 1.0)],
+                            axis=-1))
+    return np.maximum(np.stack(out, axis=1), 0.0)
+
+
 def aggregate(starts: np.ndarray, clients: list[Client], grid: BucketGrid) -> tuple[np.ndarray, ...]:
     """(rate, cv, distribution, outside_grid, known) per window: the sum of the clients' traffic;
     `known` is the rate of the clients whose lengths are known in that window."""
@@ -174,7 +197,7 @@ def aggregate(starts: np.ndarray, clients: list[Client], grid: BucketGrid) -> tu
     known, mix = np.zeros(windows), np.zeros((windows, *grid.shape))
     for client in clients:
         rate += client.rate
-        weighted_cv2 += client.rate * np.minimum(client.cv**2, 1.0 + client.rate * DISPERSION_SCALE_S)
+        weighted_cv2 += client.rate * capped_cv2(client)
         if client.joint is None or len(client.block_s) == 0:
             continue
         block = np.searchsorted(client.block_s, starts, side="right") - 1  # latest block at or before
@@ -238,7 +261,7 @@ def build(root: Path, commit: str = DEFAULT_COMMIT, grid: BucketGrid = GRID,
     starts, clients = read_clients(files, grid)
     rate, cv, distribution, outside, known = aggregate(starts, clients, grid)
     load = Load(name, grid, float(starts[1] - starts[0]), rate, cv, distribution,
-                attribution(commit, clients, starts, rate, known), outside)
+                attribution(commit, clients, starts, rate, known), outside, streams(clients, rate))
     busy = rate > 0
     facts = {"clients": len(clients), "lacking_lengths": sum(c.joint is None for c in clients),
              "known_share": float(known.sum() / rate.sum()),

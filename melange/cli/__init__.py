@@ -34,6 +34,7 @@ COMMANDS = {
     "scenarios": "melange.cli.scenarios:scenarios",
     "compare": "melange.cli.compare:compare",
     "study": "melange.cli.study:study",
+    "schedule": "melange.cli.schedule:schedule",
 }
 
 

@@ -43,6 +43,19 @@ def interarrival_times(process: str, rate: float, cv: float, n: int,
     raise MelangeError(f"workload.arrival.process: no generator for {process!r}")
 
 
+def _stream_times(streams: tuple[tuple[float, float], ...], rate: float, requests: int | None,
+                  duration_s: float | None, rng: np.random.Generator) -> np.ndarray:
+    """Superposed independent gamma streams (share of `rate`, cv), merged in time order."""
+    span = duration_s if duration_s is not None else 1.5 * requests / rate + 1.0
+    while True:
+        parts = [_renewal_times("poisson" if cv == 1.0 else "gamma", rate * share, cv, None, span, rng)
+                 for share, cv in streams if share > 0]
+        times = np.sort(np.concatenate(parts)) if parts else np.zeros(0)
+        if requests is None or len(times) >= requests or duration_s is not None:
+            return times if requests is None else times[:requests]
+        span *= 2  # a bursty stream left the span short of `requests`: draw a longer one
+
+
 def _renewal_times(process: str, rate: float, cv: float, requests: int | None,
                    duration_s: float | None, rng: np.random.Generator) -> np.ndarray:
     if requests is not None:
@@ -136,7 +149,10 @@ def make_arrivals(workload: Workload, rng: np.random.Generator, *, requests: int
     else:
         if requests is None and duration_s is None:
             requests = DEFAULT_REQUESTS
-        times = _renewal_times(arrival.process, workload.rate, arrival.cv, requests, duration_s, rng)
+        if arrival.process == "streams":
+            times = _stream_times(arrival.streams, workload.rate, requests, duration_s, rng)
+        else:
+            times = _renewal_times(arrival.process, workload.rate, arrival.cv, requests, duration_s, rng)
         p = np.asarray(workload.distribution, dtype=float).ravel()
         flat = rng.choice(len(p), size=len(times), p=p / p.sum())
         inputs, outputs = _lengths_in_buckets(workload, flat, rng, base)
