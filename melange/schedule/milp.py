@@ -15,7 +15,7 @@ Model:
          load:      sum_b r[t,b] / cap[b,g] / scale[t,g] · y[t,b,g] <= n[t,g]
          flow:      n[t,g] - n[t-1,g] = u[t,g] - v[t,g]          (n[-1,g] = `initial`, 0 by default)
          min up:    n[t,g] >= sum_{s=t-M+1..t} u[s,g]             (an instance serves >= M windows)
-         changes:   sum over each clock hour's windows of sum_g (u + v) <= K
+         changes:   sum over each clock hour's windows (the first window's start aside) of sum_g (u + v) <= K
          available: n[t,g] + (instances booting during t for later windows) <= cap_n[t,g]
          static:    n[t,g] = n[0,g]                              (one fleet for the whole horizon)
 
@@ -185,29 +185,63 @@ def solve_schedule(load: Load, gpus: list[GpuType], profiles: dict[str, Profile]
     startup = startup_times(gpus)
     cost = np.array([g.cost for g in gpus])
     initial = np.array([opts.initial.get(g.name, 0) for g in gpus])
-    coupled = opts.static or opts.min_up_windows > 1 or opts.max_changes_per_hour is not None or opts.availability is not None
-    if coupled:
+    limited = opts.min_up_windows > 1 or opts.max_changes_per_hour is not None
+    if opts.static or opts.availability is not None:
         counts, starts, stops, share, status, bound = _solve_milp(load, gpus, rates, cap, scale, startup, cost, initial, opts)
         method = "milp"
     else:
         counts, share, bound = decompose(load, gpus, profiles, solve, cap, scale, startup, opts.drain_s, initial)
-        previous = np.vstack([initial[None, :], counts[:-1]])
-        starts, stops = np.maximum(counts - previous, 0), np.maximum(previous - counts, 0)
-        status, method = "optimal", "decomposition"
-        if opts.prove_s > 0 and _gap(counts, starts, stops, cost, startup, opts.drain_s, load.window_s, bound) > opts.gap:
-            known = (counts, starts, stops, share)
+        counts = held(counts, initial, opts, load.window_s)
+        starts, stops = transitions(counts, initial)
+        status, method = "optimal", "decomposition" + (" + repair" if limited else "")
+        if limited or (opts.prove_s > 0 and _gap(counts, starts, stops, cost, startup, opts.drain_s, load.window_s,
+                                                 bound) > opts.gap):
+            # The decomposition's bound holds for the limited problem too (it relaxes it); the whole
+            # MILP, started from the repaired schedule, narrows the gap in the time it is given.
+            limit = opts.time_limit_s if limited else opts.prove_s
             better = _solve_milp(load, gpus, rates, cap, scale, startup, cost, initial,
-                                 replace(opts, time_limit_s=opts.prove_s), known)
+                                 replace(opts, time_limit_s=limit), (counts, starts, stops, share))
             bound = max(bound, better[5])
             if _planned(better[0], better[1], better[2], cost, startup, opts.drain_s, load.window_s) < \
                     _planned(counts, starts, stops, cost, startup, opts.drain_s, load.window_s) - 1e-9:
                 counts, starts, stops, share = better[:4]
-            method = "decomposition + milp"
+            method += " + milp"
     s = Schedule([g.name for g in gpus], load.window_s, counts, starts, stops, share, cost, startup, opts.drain_s,
                  status, bound, time.perf_counter() - start, dict(opts.initial), method)
     if s.gap is not None and s.gap > opts.gap and s.status == "optimal":
         s.status = "feasible"
     return s
+
+
+def transitions(counts: np.ndarray, initial: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, stops) per window that take the fleet from `initial` through `counts`."""
+    previous = np.vstack([initial[None, :], counts[:-1]])
+    return np.maximum(counts - previous, 0), np.maximum(previous - counts, 0)
+
+
+def changes_per_hour(counts: np.ndarray, initial: np.ndarray, window_s: float) -> int:
+    """Most starts + stops in one clock hour, the first window's start aside."""
+    starts, stops = transitions(counts, initial)
+    moves = (starts + stops).sum(axis=1)[1:]
+    per = max(1, int(round(3600.0 / window_s)))
+    padded = np.concatenate([[0], moves])
+    return int(max((padded[h:h + per].sum() for h in range(0, len(padded), per)), default=0))
+
+
+def held(counts: np.ndarray, initial: np.ndarray, opts: ScheduleOptions, window_s: float) -> np.ndarray:
+    """`counts` kept up long enough to meet the minimum up-time and the change cap: each window
+    holds the most of the last k windows (an instance started stays k windows; fewer stops), k
+    from the minimum up-time and doubled until the cap holds, at worst the whole horizon's most
+    from the start (no change at all). More instances than planned never break the load rows."""
+    k = opts.min_up_windows
+    while True:
+        kept = np.array([counts[max(0, t - k + 1):t + 1].max(axis=0) for t in range(len(counts))])
+        cap = opts.max_changes_per_hour
+        if cap is None or changes_per_hour(kept, initial, window_s) <= cap:
+            return kept
+        if k >= len(counts):
+            return np.broadcast_to(counts.max(axis=0), counts.shape).copy()
+        k = min(2 * k, len(counts))
 
 
 def _planned(counts, starts, stops, cost, startup, drain_s: float, window_s: float) -> float:
@@ -266,8 +300,9 @@ def _solve_milp(load: Load, gpus: list[GpuType], rates: np.ndarray, cap: np.ndar
                 m += n[t][g] + mip.xsum(u[s][g] for s in range(t + 1, min(T, t + ahead + 1))) <= int(opts.availability[t, g])
     if opts.max_changes_per_hour is not None:
         per = max(1, int(round(per_hour / W)))
-        for h in range(0, T, per):
-            m += mip.xsum(u[t][g] + v[t][g] for t in range(h, min(T, h + per)) for g in range(G)) <= opts.max_changes_per_hour
+        for h in range(0, T, per):  # the first window's fleet is the start, not a change
+            m += mip.xsum(u[t][g] + v[t][g] for t in range(max(h, 1), min(T, h + per)) for g in range(G)) \
+                <= opts.max_changes_per_hour
     if known is not None:
         k_counts, k_starts, k_stops, k_share = known
         m.start = ([(n[t][g], float(k_counts[t, g])) for t in range(T) for g in range(G)]
