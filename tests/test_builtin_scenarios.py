@@ -13,7 +13,7 @@ from melange.scenario import BUILTIN_SCENARIOS, load_scenario
 from melange.workloads import build_workload
 
 BUILTINS = sorted(p.stem for p in BUILTIN_SCENARIOS.glob("*.yaml"))
-PAPER = [n for n in BUILTINS if n != "default"]
+PAPER = [n for n in BUILTINS if n not in ("default", "servegen-day")]
 ARXIV = "arxiv_summarization_stats_llama2_tokenizer_filtered_v2"
 GRID_4K = BucketGrid((1, 25, 100, 250, 500, 1000, 2000, 4000), (1, 25, 100, 250, 500, 1000))
 REQUESTS = 1000  # shortened runs (the scenarios' own: 10,000)
@@ -76,3 +76,14 @@ def test_profiles_readme_names_every_profile_file():
     used = {Path(g["profile"]).name for n in PAPER
             for g in yaml.safe_load((BUILTIN_SCENARIOS / f"{n}.yaml").read_text())["gpus"]}
     assert used <= {p.name for p in folder.glob("*.yaml")}
+
+
+def test_servegen_day_scenario_resolves_its_schedule():
+    from melange.schedule import resolve
+
+    sc = load_scenario(BUILTIN_SCENARIOS / "servegen-day.yaml")
+    job = resolve(sc)
+    assert (job.first, job.count, job.period, job.history) == (1008, 144, 144, 7)
+    assert job.span.windows == 144 and 10 < job.span.mean_rate < 40  # a tenth of ServeGen's rate
+    assert job.first >= job.history * job.period  # a week of history before the day
+    assert all(g.name in sc.step_models and g.startup_s == 300.0 for g in sc.gpus)
