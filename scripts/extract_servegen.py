@@ -181,8 +181,8 @@ def streams(clients: list[Client], rate: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         out = [np.stack([np.where(rate > 0, c.rate / rate, 0.0), np.where(c.rate > 0, np.sqrt(capped_cv2(c)), 1.0)],
                         axis=-1) for c in big]
-        rest_rate = sum(c.rate for c in rest)
-        rest_cv2 = sum(c.rate * capped_cv2(c) for c in rest)
+        rest_rate = sum((c.rate for c in rest), np.zeros_like(rate))
+        rest_cv2 = sum((c.rate * capped_cv2(c) for c in rest), np.zeros_like(rate))
         out.append(np.stack([np.where(rate > 0, rest_rate / rate, 0.0),
                              np.where(rest_rate > 0, np.sqrt(rest_cv2 / np.where(rest_rate > 0, rest_rate, 1.0)), 1.0)],
                             axis=-1))

@@ -19,6 +19,7 @@ from melange.core import Arrival, BucketGrid, MelangeError, Workload
 from melange.load import (MIN_CV, Load, builtin_loads, load_document, load_from_table, load_from_trace,
                           parse_window, read_load, write_load)
 from melange.traces import Trace
+from tests.test_hardening import one_line_error
 
 ROOT = Path(__file__).parent.parent
 GRID = BucketGrid((1, 100, 1000), (1, 50, 300))
@@ -35,15 +36,6 @@ def script():
     sys.modules[spec.name] = module  # its dataclass looks its module up there
     spec.loader.exec_module(module)
     return module
-
-
-def one_line_error(result, code: int = 2) -> str:
-    """The CLI failed cleanly: exit code, no traceback, one `Error:` line."""
-    assert result.exit_code == code, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    lines = [ln for ln in result.output.strip().splitlines() if ln.startswith("Error:")]
-    assert len(lines) == 1, result.output
-    return lines[0]
 
 
 def small_load(**change) -> Load:
@@ -376,3 +368,26 @@ def test_cli_loads_lists_builtins():
     assert result.exit_code == 0, result.output
     assert "servegen-m-large" in result.output and "2016" in result.output and "582.99" in result.output
     assert "azure-conv-hour" in result.output and "Alibaba ServeGen" in result.output
+
+
+def test_streams_superpose_clients_and_scaling_keeps_bursts_in_proportion():
+    from melange.sim.arrivals import make_arrivals
+
+    streams = np.array([[[0.25, 8.0], [0.75, 1.0]]] * 2)
+    load = Load("s", GRID, 600.0, [40.0, 10.0], [4.0, 4.0], np.full((2, 2, 2), 0.25), streams=streams)
+    w = load.window(0, Workload(GRID, np.full((2, 2), 0.25), 1.0))
+    assert w.arrival == Arrival("streams", cv=4.0, streams=((0.25, 8.0), (0.75, 1.0)))
+    times = make_arrivals(w, np.random.default_rng(0), duration_s=20_000.0).time_s
+    assert len(times) / 20_000.0 == pytest.approx(40.0, rel=0.05)  # the streams' rates add up
+    counts = np.bincount((times // 60).astype(int))  # bursty stream on top of a Poisson one
+    assert counts.var() / counts.mean() > 3.0
+    half = load.scaled(0.5)
+    assert np.allclose(half.rate, [20.0, 5.0])
+    assert np.allclose(half.cv**2, 1 + (16 - 1) * 0.5) and np.allclose(half.streams[..., 1] ** 2, [1 + 63 * 0.5, 1.0])
+    assert np.allclose(half.streams[..., 0], streams[..., 0])
+    with pytest.raises(MelangeError, match=r"^load.streams\[0\]"):
+        Load("s", GRID, 600.0, [40.0], [4.0], np.full((1, 2, 2), 0.25), streams=[[[0.5, 2.0], [0.2, 1.0]]])
+    servegen = read_load("servegen-m-large")
+    assert servegen.streams.shape == (2016, 17, 2)
+    busy = servegen.rate > 0
+    assert np.allclose(servegen.streams[busy, :, 0].sum(axis=1), 1.0)

@@ -111,15 +111,20 @@ def test_an_unservable_window_and_bad_options_are_one_line_errors(sc):
 
 # --- replay through a changing fleet ------------------------------------------------------
 
+def two_h100s(sc, stop_s: tuple[float, float]) -> Timeline:
+    """Two H100 instances serving from 0 until `stop_s`, all traffic on H100."""
+    names = [g.name for g in sc.gpus]
+    h = names.index("H100")
+    tables = np.zeros((1, *sc.workload.grid.shape, len(names)))
+    tables[..., h] = 1.0
+    return Timeline(names, np.array([h, h]), np.zeros(2), np.array(stop_s, dtype=float), np.zeros(1), tables)
+
+
 def test_a_fleet_that_never_changes_replays_exactly_as_the_one_rate_simulator(sc):
     plan = Plan({"H100": 2}, {"H100": np.ones(sc.workload.grid.shape)}, 0.0)
     work = replace(sc.workload, rate=20.0)
     arrivals = make_arrivals(work, np.random.default_rng(3), requests=3000)
-    names = [g.name for g in sc.gpus]
-    h = names.index("H100")
-    tables = np.zeros((1, *work.grid.shape, len(names)))
-    tables[..., h] = 1.0
-    timeline = Timeline(names, np.array([h, h]), np.zeros(2), np.full(2, np.inf), np.zeros(1), tables)
+    timeline = two_h100s(sc, (np.inf, np.inf))
     one = Simulation(plan, arrivals, work, sc.step_models, sc.engines, np.random.default_rng(9))
     two = TimelineSimulation(timeline, arrivals, work, sc.step_models, sc.engines, np.random.default_rng(9))
     one.run(), two.run()
@@ -132,12 +137,8 @@ def test_a_fleet_that_never_changes_replays_exactly_as_the_one_rate_simulator(sc
 def test_removing_an_instance_mid_stream_loses_no_request(sc):
     work = replace(sc.workload, rate=24.0)
     arrivals = make_arrivals(work, np.random.default_rng(5), duration_s=200.0)
-    names = [g.name for g in sc.gpus]
-    h = names.index("H100")
-    tables = np.zeros((1, *work.grid.shape, len(names)))
-    tables[..., h] = 1.0
     stop = 100.0
-    timeline = Timeline(names, np.array([h, h]), np.zeros(2), np.array([stop, np.inf]), np.zeros(1), tables)
+    timeline = two_h100s(sc, (stop, np.inf))
     sim = TimelineSimulation(timeline, arrivals, work, sc.step_models, sc.engines, np.random.default_rng(1))
     sim.run()
     rec = sim.records()

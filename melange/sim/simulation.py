@@ -68,7 +68,7 @@ class Simulation:
         due = env.now if _event is None else max(env.now, times[rid])
         while rid < len(times) and times[rid] <= due:
             g = self._types[rid]
-            k = self.pickers[g].pick(self.work[g])
+            k = self._pick(g, times[rid])
             self.by_type[g][k].submit(Seq(rid, self._prompts[rid], self._outputs[rid], times[rid]))
             rid += 1
             self.arrived = rid
@@ -76,6 +76,10 @@ class Simulation:
                 self.progress(env.now)
         if rid < len(times):
             env.timeout(times[rid] - env.now).callbacks.append(self._arrive)
+
+    def _pick(self, g: int, now: float) -> int:
+        """The instance of type g a request arriving at `now` goes to."""
+        return self.pickers[g].pick(self.work[g])
 
     def run(self, until: float | None = None) -> float:
         """Simulate until all arrived requests are done (or until `until` s); returns wall s."""

@@ -26,9 +26,9 @@ import simpy
 from melange.core import EngineConfig, MelangeError, Plan, StepTimeModel, Workload
 from melange.sim.arrivals import Arrivals
 from melange.sim.instance import Instance
-from melange.sim.requests import Outcomes, Seq
+from melange.sim.requests import Outcomes
 from melange.sim.router import ROUTERS, choose_types, type_table
-from melange.sim.simulation import PROGRESS_EVERY, Simulation
+from melange.sim.simulation import Simulation
 
 OFF = 1 << 60  # work offset of an instance that is not serving: least-work never picks it
 
@@ -125,24 +125,15 @@ class TimelineSimulation(Simulation):
             self.work[kind[k]][self._slot[k]] -= sign * OFF
             self._next_event += 1
 
-    def _arrive(self, _event: simpy.Event | None = None) -> None:
-        """As `Simulation._arrive`, with the fleet brought up to date before each request."""
-        env, times, rid = self.env, self._times, self.arrived
-        due = env.now if _event is None else max(env.now, times[rid])
-        while rid < len(times) and times[rid] <= due:
-            self._apply_events(times[rid])
-            g = self._types[rid]
-            work = self.work[g]
+    def _pick(self, g: int, now: float) -> int:
+        """As `Simulation._pick`, with the fleet brought up to date first; an instance not
+        serving is never chosen (round robin and random try again)."""
+        self._apply_events(now)
+        work = self.work[g]
+        k = self.pickers[g].pick(work)
+        while work[k] >= OFF:
             k = self.pickers[g].pick(work)
-            while work[k] >= OFF:  # round robin and random may land on one not serving: try again
-                k = self.pickers[g].pick(work)
-            self.by_type[g][k].submit(Seq(rid, self._prompts[rid], self._outputs[rid], times[rid]))
-            rid += 1
-            self.arrived = rid
-            if self.progress is not None and rid % PROGRESS_EVERY == 1:
-                self.progress(env.now)
-        if rid < len(times):
-            env.timeout(times[rid] - env.now).callbacks.append(self._arrive)
+        return k
 
     def last_finish_s(self) -> np.ndarray:
         """(I,) when each instance finished its last request (-inf: it got none; NaN: one is
