@@ -36,6 +36,7 @@ def files(tmp: Path) -> dict[str, Path]:
         return p
 
     put("small.yaml", SMALL)
+    put("offgrid.yaml", SMALL.replace("output_edges: [1, 100, 500]", "output_edges: [1, 90, 500]"))
     put("utf16.yaml", SMALL.replace("name: small", "name: petite-é").encode("utf-16"))
     put("latin1.yaml", SMALL.replace("name: small", "name: petite-é").encode("latin-1"))
     put("binary.yaml", bytes(range(256)) * 4)
@@ -156,6 +157,20 @@ def cases(f: dict[str, Path], tmp: Path) -> list[tuple[str, list[str], set[int]]
                                               "llama-2-7b", "--slo-tpot", "120ms", "-o", str(tmp / "pr.yaml")], {1, 2}),
         ("profile --sensitivity without --simulate", ["profile", "--url", "http://127.0.0.1:9", *prof[2:],
                                                        "--sensitivity", "-o", str(tmp / "ps.yaml")], {2}),
+        # schedule flags and loads
+        ("schedule without a load", ["schedule", "-o", str(tmp / "s0")], {2}),
+        ("schedule --load nope", ["schedule", "--load", "nope", "-o", str(tmp / "s1")], {2}),
+        ("schedule --windows 9:3", ["schedule", "--load", "azure-conv-hour", "--windows", "9:3", "-o", str(tmp / "s2")], {2}),
+        ("schedule --windows 0:500", ["schedule", "--load", "azure-conv-hour", "--windows", "0:500",
+                                      "-o", str(tmp / "s3")], {2}),
+        ("schedule --scale -1", ["schedule", "--load", "azure-conv-hour", "--scale", "-1", "-o", str(tmp / "s4")], {2}),
+        ("schedule --load on another grid", ["schedule", str(f["offgrid.yaml"]), "--load", "azure-conv-hour",
+                                             "-o", str(tmp / "s5")], {2}),
+        ("schedule --load a broken file", ["schedule", "--load", str(f["small.yaml"]), "-o", str(tmp / "s6")], {2}),
+        ("schedule --compare without history", ["schedule", "--load", "azure-conv-hour", "--windows", "0:2",
+                                                "--compare", "--history", "3", "-o", str(tmp / "s7")], {1, 2}),
+        ("build-load --window soon", ["scenarios", "build-load", "splitwise_conv", "--window", "soon",
+                                      "-o", str(tmp / "l.json")], {2}),
     ]
 
 

@@ -67,6 +67,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="12 windows instead of a day (a smoke run)")
+    ap.add_argument("--save", help="also write the figures and the strategies' rows here (JSON), for the README")
     args = ap.parse_args()
     pool = make_executor("local", workers=args.workers)
     parts = args.workers
@@ -88,6 +89,7 @@ def main() -> None:
         out[f"{name}_gpu_hours"] = round(o.replay.gpu_hours, 2)
         out[f"{name}_changes"] = o.replay.changes
     out["dayahead_vs_static"] = round(out["dayahead_cost"] / out["static_cost"], 3)
+    rows = {"servegen": [o.row() for o in sg.values()]}
 
     # 2. The Azure hour (previous window as the forecast).
     base = load_scenario()
@@ -96,6 +98,7 @@ def main() -> None:
     azure = compare(base, az.load, az.first, az.count, az.period, az.options, seed=0, history=1, rounds=args.rounds,
                     parts=parts, executor=pool)
     show("Azure conversation hour x8, 5-minute windows, forecast = previous window", azure)
+    rows["azure"] = [o.row() for o in azure.values()]
     for name, o in azure.items():
         out[f"azure_{name}_cost"] = round(o.replay.cost, 3)
         out[f"azure_{name}_worst_window_attainment"] = o.replay.worst_attainment
@@ -146,6 +149,11 @@ def main() -> None:
     print(f"split replay (4 parts) against one process, 12 windows at the real rate ({whole.requests:,} requests): "
           f"{out['split_agreement']:.0%} of windows inside each other's interval, largest difference "
           f"{out['split_max_abs_diff']:.4f}; {single_s:.0f} s single, {split_s:.0f} s split", flush=True)
+    if args.save:
+        from melange.files import atomic_write_text
+
+        atomic_write_text(args.save, json.dumps({"summary": out, "rows": rows, "scale": args.scale,
+                                                  "rounds": args.rounds}, indent=1))
     print(json.dumps(out))
 
 

@@ -190,7 +190,7 @@ class Load:
     def scaled(self, factor: float) -> Load:
         """The same load with every window's rate multiplied by `factor`, its bursts in proportion."""
         if not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor < 0:
-            raise MelangeError(f"load scale: {factor!r} must be a number >= 0")
+            raise MelangeError(f"--scale (schedule.scale): {factor!r} must be a number >= 0")
         # Each client's bursts shrink with its rate (fewer of its users, not smaller gaps), so the
         # excess dispersion over Poisson, cv^2 - 1 of a renewal process, scales with the rate:
         # the bursts keep their size relative to the traffic, and so to the fleet serving it.

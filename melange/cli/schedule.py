@@ -91,6 +91,10 @@ def schedule(scenario, load_name, scale, windows, history, period, min_up, max_c
     sc = load_scenario(scenario, catalog=tuple(extra))
     job = resolve(sc, load=load_name, scale=scale, first=first, count=count, history=history, period=period,
                   min_up=min_up, max_changes=max_changes_per_hour, prove_s=prove_s)
+    if compare:  # the forecast's history must be in the load: refuse before any work
+        from melange.schedule.compare import forecast
+
+        forecast(job.load, job.first, job.count, job.period, job.history)
     out = console()
     parts = parts or workers or os.cpu_count() or 1
     seed = sc.simulation.seed if seed is None else seed
