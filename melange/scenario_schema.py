@@ -124,6 +124,8 @@ class ScheduleSpec(_Strict):
     min_up_windows: Annotated[int, Field(ge=1)] = 1
     max_changes_per_hour: Annotated[int, Field(ge=0)] | None = None
     drain_s: Annotated[Seconds, Field(ge=0)] = 60.0
+    # Instances of a type one may hold (serving or starting): one cap, or one per window planned.
+    availability: dict[str, Annotated[int, Field(ge=0)] | list[Annotated[int, Field(ge=0)]]] = {}
 
 
 class ScenarioSpec(_Strict):

@@ -6,7 +6,9 @@
   README's "Why a mix" paragraph quotes `claim()`; tests/test_readme.py re-solves the sweep and
   checks that the README says exactly that;
 - the study table (`study_table()`) from docs/study_reduced.json, which `python benchmarks/study.py
-  --save docs/study_reduced.json` writes; the test checks the README quotes that table.
+  --save docs/study_reduced.json` writes; the test checks the README quotes that table;
+- the schedule tables (`schedule_table()`) from docs/schedule_benchmark.json, which `python
+  benchmarks/schedule.py --save docs/schedule_benchmark.json` writes; likewise quoted and checked.
 """
 
 from __future__ import annotations
@@ -58,6 +60,17 @@ def study_table(result: dict) -> str:
     return "\n".join(rows)
 
 
+def schedule_table(result: dict, which: str) -> str:
+    """The README's table of the four strategies on one replay (`which`: servegen or azure)."""
+    rows = ["| strategy | $ as run | GPU-hours | changes | attainment | worst window | windows failed |",
+            "|---|---|---|---|---|---|---|"]
+    for r in result["rows"][which]:
+        worst = "-" if r["worst_window_attainment"] is None else f"{r['worst_window_attainment']:.1%}"
+        rows.append(f"| {r['strategy']} | {r['cost']:,.2f} | {r['gpu_hours']:,.1f} | {r['changes']} | "
+                    f"{r['attainment']:.2%} | {worst} | {r['windows_failed']} of {r['windows_judged']} |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     """Write the figure and docs/figures.json, print the sentence."""
     import pandas as pd
@@ -73,6 +86,10 @@ def main() -> None:
     saved = ROOT / "docs" / "study_reduced.json"
     if saved.is_file():
         print(study_table(json.loads(saved.read_text())))
+    saved = ROOT / "docs" / "schedule_benchmark.json"
+    if saved.is_file():
+        for which in ("servegen", "azure"):
+            print(schedule_table(json.loads(saved.read_text()), which))
 
 
 if __name__ == "__main__":

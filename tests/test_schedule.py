@@ -177,7 +177,9 @@ def test_windows_draw_the_same_requests_in_any_span_and_split_replays_agree(sc):
     assert np.array_equal(whole.time_s[later], part.time_s) and np.array_equal(whole.input_tokens[later], part.input_tokens)
     fleet = fleet_of_schedule(solve_schedule(load, sc.gpus, sc.profiles, sc.solve))
     one = replay(sc, load, fleet, seed=2)
-    two = replay(sc, load, fleet, seed=2, parts=2)
+    from melange.study.executor import LocalExecutor
+
+    two = replay(sc, load, fleet, seed=2, parts=2, executor=LocalExecutor(2))  # on the process pool
     assert one.requests <= two.requests  # the second part re-runs the warm-up's tail
     assert agreement(one.windows, two.windows) == 1.0
     assert np.allclose(one.windows["attainment"], two.windows["attainment"], atol=0.01)
@@ -204,6 +206,10 @@ def test_the_loop_tightens_a_failing_window_until_it_holds(sc):
     assert not report.rounds[0].replay.held and report.rounds[0].tightened
     assert report.best is not None and report.best.replay.held
     assert report.best.schedule.cost > report.rounds[0].schedule.cost
+    held = [r for r in report.rounds if r.replay.held]
+    assert report.best.schedule.cost == min(r.schedule.cost for r in held)  # the cheapest that held
+    if len(report.rounds) > report.rounds.index(held[0]) + 1:  # a loosening round followed the first hold
+        assert held[0].loosened and set(held[0].loosened) <= {t for r in report.rounds for t in r.tightened}
 
 
 def test_forecast_takes_each_bucket_at_its_busiest_and_compare_runs_the_four(sc):
@@ -245,3 +251,23 @@ def test_schedule_command_writes_resumes_and_refuses_bad_input(tmp_path, sc):
                                ([] if "--load" in bad else ["--load", "azure-conv-hour"]))
         assert result.exit_code == 2 and field in result.output and len(result.output.strip().splitlines()) == 1, \
             result.output
+
+
+def test_scenario_availability_caps_reach_the_schedule(tmp_path):
+    import yaml
+
+    from melange.schedule import resolve
+    from melange.scenario import BUILTIN_SCENARIOS
+
+    doc = yaml.safe_load((BUILTIN_SCENARIOS / "default.yaml").read_text())
+    doc["schedule"] = {"load": "azure-conv-hour", "windows": 3, "availability": {"H100": [1, 0, 1]}}
+    for g in doc["gpus"]:
+        g["profile"] = str(BUILTIN_SCENARIOS / g["profile"])
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    job = resolve(load_scenario(tmp_path / "s.yaml"))
+    h = [g["name"] for g in doc["gpus"]].index("H100")
+    assert job.options.availability[:, h].tolist() == [1, 0, 1]
+    doc["schedule"]["availability"] = {"H200": 3}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(MelangeError, match=r"^schedule.availability.H200: not a GPU type"):
+        resolve(load_scenario(tmp_path / "s.yaml"))

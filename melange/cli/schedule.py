@@ -108,13 +108,18 @@ def schedule(scenario, load_name, scale, windows, history, period, min_up, max_c
         out.print(f"round {r.index}: ${s.cost:,.2f} planned ({s.status}, {s.method}, gap {s.gap or 0:.2%}, "
                   f"{s.solve_time_s:.1f} s); replay on seed {r.seed}: {'held' if run.held else 'did not hold'} "
                   f"({len(run.judged) - int(run.judged['held'].sum())} windows failed), {run.requests:,} requests "
-                  f"in {run.wall_s:.0f} s")
+                  f"in {run.wall_s:.0f} s" + (f"; loosening windows {r.loosened[:8]}" if r.loosened else ""))
+
+    def on_part(part) -> None:
+        w = part.windows
+        out.print(f"  windows {int(w['window'].min())}-{int(w['window'].max())} replayed: {part.requests:,} requests "
+                  f"in {part.wall_s:.0f} s, {int((~w['held']).sum())} failed", highlight=False)
 
     report = interruptible(plan_schedule, sc, span, job.options, seed=seed, rounds=rounds, parts=parts,
-                           executor=pool, on_round=on_round)
+                           executor=pool, on_round=on_round, on_part=on_part if parts > 1 else None)
     s = chosen(report)
     proof = interruptible(replay, sc, span, fleet_of_schedule(s, gpus_per_instance(sc)), seed + FRESH, parts=parts,
-                          executor=pool, cache=cache)
+                          executor=pool, cache=cache, on_part=on_part if parts > 1 else None)
     verdict = "held in every window" if proof.held else f"[red]failed {int((~proof.judged['held']).sum())} windows[/]"
     out.print(f"schedule: ${s.cost:,.2f} planned, ${proof.cost:,.2f} as run, {proof.gpu_hours:,.1f} GPU-hours, "
               f"{proof.changes} changes; on fresh seed {seed + FRESH}: {verdict}, worst window "

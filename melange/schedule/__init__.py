@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from melange.core import MelangeError
 from melange.load import Load, read_load
 from melange.scenario import Scenario
@@ -38,6 +40,21 @@ class Job:
         return self.load.span(self.first, self.count)
 
 
+def availability(sc: Scenario, caps: dict, count: int) -> np.ndarray | None:
+    """(windows, types) instances one may hold, from `schedule.availability` (None: no caps)."""
+    if not caps:
+        return None
+    names = [g.name for g in sc.gpus]
+    table = np.full((count, len(names)), 10**9, dtype=np.int64)
+    for name, cap in caps.items():
+        if name not in names:
+            raise MelangeError(f"schedule.availability.{name}: not a GPU type of the scenario ({', '.join(names)})")
+        if isinstance(cap, list) and len(cap) != count:
+            raise MelangeError(f"schedule.availability.{name}: {len(cap)} caps for {count} windows")
+        table[:, names.index(name)] = cap
+    return table
+
+
 def resolve(sc: Scenario, *, load: str | None = None, scale: float | None = None, first: int | None = None,
             count: int | None = None, history: int | None = None, period: int | None = None,
             min_up: int | None = None, max_changes: int | None = None, prove_s: float = 0.0) -> Job:
@@ -60,7 +77,8 @@ def resolve(sc: Scenario, *, load: str | None = None, scale: float | None = None
                               max_changes_per_hour=max_changes if max_changes is not None else
                               (spec.max_changes_per_hour if spec else None),
                               drain_s=spec.drain_s if spec else ScheduleOptions.drain_s, prove_s=prove_s,
-                              time_limit_s=sc.solve.time_limit_s)
+                              time_limit_s=sc.solve.time_limit_s,
+                              availability=availability(sc, spec.availability if spec else {}, count))
     if sc.slo is None:
         raise MelangeError("slo: required to prove a schedule by replay")
     missing = [g.name for g in sc.gpus if g.name not in sc.step_models]

@@ -1,12 +1,13 @@
 """Plan a schedule and hold it in replay: solve, replay, tighten the windows that failed, re-solve.
 
-Each round solves the horizon's MILP with per-window capacity scales (1 to start), replays the
-schedule on the tuning seed (and, once it holds there, on `confirm` more) and, where a judged
-window failed, lowers that window's scale for
-every type serving it: by the ratio of the mean-ITL limit to what was measured when the paper's
-averaged SLO missed, else by `TIGHTEN`; by `TIGHTEN_UNSTABLE` when the queue grew, and by the
-attainment itself (within 0.5-0.75) when it was more than `FAR` below the target. The answer is
-the cheapest schedule that held in every judged window among all the rounds examined; then
+Each round solves the horizon with per-window capacity scales (1 to start), replays the schedule
+on the tuning seed (and, once it holds there, on `confirm` more) and, where a judged window
+failed, lowers that window's scale for every type serving it: by the ratio of the mean-ITL limit
+to what was measured when the paper's averaged SLO missed, else by `TIGHTEN`; by
+`TIGHTEN_UNSTABLE` when the queue grew, and by the attainment itself (within 0.5-0.75) when it
+was more than `FAR` below the target. Once a schedule holds, the tightened windows get half of it
+back for one more round (the capacity may have been cut further than needed). The answer is the
+cheapest schedule that held in every judged window among all the rounds examined; then
 `strategies` replays it on other traffic (another seed, another day) where it was never tuned.
 """
 
@@ -39,6 +40,7 @@ class ScheduleRound:
     schedule: Schedule
     replay: Replay  # the last replay of the round: the one that failed, or the last confirmation
     seed: int = 0  # its seed
+    loosened: list[int] = field(default_factory=list)  # windows given half their tightening back after it held
     tightened: list[int] = field(default_factory=list)  # windows whose scale this round lowered
 
 
@@ -85,18 +87,21 @@ def window_utilisation(sc: Scenario, load: Load, s: Schedule, t: int, scale: np.
 
 def plan_schedule(sc: Scenario, load: Load, opts: ScheduleOptions, *, seed: int, rounds: int = 4,
                   parts: int = 1, executor=None, warmup_s: float = DEFAULT_WARMUP_S, confirm: int = 1,
-                  on_round: Callable[[ScheduleRound], None] | None = None) -> ScheduleReport:
+                  on_round: Callable[[ScheduleRound], None] | None = None, on_part=None) -> ScheduleReport:
     """Solve, replay on `seed`, tighten failed windows, up to `rounds` times or until a schedule
     holds on `seed` and then on `confirm` more seeds (seed + 1, ...): a burst window can pass on
-    one seed by luck, and the proof afterwards is on seeds no round saw."""
+    one seed by luck, and the proof afterwards is on seeds no round saw. After the first schedule
+    that holds, one round loosens the tightened windows halfway back; `on_part` is told of each
+    finished replay part."""
     scale = np.ones((load.windows, len(sc.gpus)))
     done: list[ScheduleRound] = []
     per = gpus_per_instance(sc)
+    loosened = False
     for index in range(1, rounds + 1):
         s = solve_schedule(load, sc.gpus, sc.profiles, sc.solve, opts, scale)
         fleet = fleet_of_schedule(s, per)
         for k in range(confirm + 1):
-            run = replay(sc, load, fleet, seed + k, parts=parts, executor=executor, warmup_s=warmup_s)
+            run = replay(sc, load, fleet, seed + k, parts=parts, executor=executor, warmup_s=warmup_s, on_part=on_part)
             if not run.held:
                 break
         r = ScheduleRound(index, s, run, seed=seed + k)
@@ -112,5 +117,13 @@ def plan_schedule(sc: Scenario, load: Load, opts: ScheduleOptions, *, seed: int,
         if on_round is not None:
             on_round(r)
         if run.held:
-            break
+            if loosened or not (scale < 1).any() or index == rounds:
+                break
+            # Once: give the tightened windows half their tightening back (in log terms). A cheaper
+            # schedule that still holds wins; one that fails leaves the held one the answer.
+            loosened = True
+            r.loosened = [int(t) for t in np.nonzero((scale < 1).any(axis=1))[0]]
+            scale = np.sqrt(scale)
+            if solve_schedule(load, sc.gpus, sc.profiles, sc.solve, opts, scale).cost >= s.cost - 1e-9:
+                break
     return ScheduleReport(done)
