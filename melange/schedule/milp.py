@@ -19,10 +19,16 @@ Model:
          available: n[t,g] + (instances booting during t for later windows) <= cap_n[t,g]
          static:    n[t,g] = n[0,g]                              (one fleet for the whole horizon)
 
-Shares are continuous (Mélange's continuous-slice limit, which the README shows costs what slice
-factor 8 does on the paper's workloads); counts are integers, so the MILP is small: 3·T·G integers
-whatever the grid. HiGHS solves the whole horizon at once and reports its proven bound and gap:
-no decomposition, so "optimal" means optimal for this model.
+Shares are continuous (Mélange's continuous-slice limit); counts are integers: 3·T·G integers
+whatever the grid. Yet HiGHS's branch and bound multiplies T nearly independent problems (48
+windows: 1 % from proven after 120 s), so `solve_schedule` goes three ways:
+- a static fleet or availability caps: this MILP;
+- otherwise `decompose.py` (each window's proven optimum, a shortest path over candidate fleets
+  that prices every change, and a proven lower bound), whose gap is printed; `prove_s` spends
+  that long on this MILP, started from it, to narrow the gap;
+- with a minimum up-time or a change cap: the decomposition kept up long enough to meet them
+  (`held`) starts this MILP, which runs to `time_limit_s`; the decomposition's bound still holds.
+"optimal" means within `gap` (0.1 %) of the best proven bound; else "feasible" and the gap.
 """
 
 from __future__ import annotations
