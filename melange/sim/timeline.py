@@ -64,8 +64,8 @@ def draw_types(timeline: Timeline, arrivals: Arrivals, grid, rng: np.random.Gene
     segment = np.searchsorted(cuts, arrivals.time_s, side="right") - 1
     types = np.zeros(len(arrivals), dtype=np.int64)
     shape = grid.shape
-    for k in np.unique(segment):
-        mine = np.nonzero(segment == k)[0]
+    for k in np.unique(segment):  # arrivals are in time order, so a segment's requests are contiguous
+        mine = np.arange(np.searchsorted(segment, k, side="left"), np.searchsorted(segment, k, side="right"))
         at = float(cuts[k]) if k >= 0 else -np.inf
         serving = timeline.serving(at)
         if not serving.any():
