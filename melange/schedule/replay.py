@@ -37,7 +37,10 @@ from melange.schedule.milp import Schedule
 from melange.sim.arrivals import window_arrivals
 from melange.sim.timeline import Timeline, TimelineSimulation
 
-DEFAULT_WARMUP_S = 120.0  # a part replays this much of the window before its first one
+# A part replays this much of the window before its first one (at most that whole window): queues
+# built by a burst carry over for minutes, and with 2 minutes 2 of 12 windows of a real-rate ServeGen
+# span came out just outside the single-process replay's interval.
+DEFAULT_WARMUP_S = 600.0
 LOOKBACK_S = 600.0  # requests this long before a window still count toward its number in system
 WINDOW_COLUMNS = ["window", "start_s", "rate", "requests", "met", "attainment", "lo", "hi", "judged",
                   "held", "reason", "mean_itl_ms", "serving"]
