@@ -91,3 +91,20 @@ def test_the_study_table_is_the_saved_benchmark_run():
         ours, paper = result[f"{key}_paper_range"], result[f"{key}_paper"]
         assert ours[0] <= paper[1] and paper[0] <= ours[1], key  # the paper-convention ranges overlap
     assert result["capacity_error_within_15pct"] >= 0.9 and result["capacity_error_worst"] <= 1.5
+
+
+def test_the_schedule_tables_are_the_saved_benchmark_run():
+    """The README's strategy tables and solver/replay lines are docs/schedule_benchmark.json (written
+    by benchmarks/schedule.py --save), as scripts/readme_figures.py formats them."""
+    import json
+
+    result = json.loads((ROOT / "docs" / "schedule_benchmark.json").read_text())
+    figures = _script("readme_figures")
+    readme = (ROOT / "README.md").read_text()
+    for which in ("servegen", "azure"):
+        assert figures.schedule_table(result, which) in readme
+        assert [r["strategy"] for r in result["rows"][which]] == ["static", "reactive", "dayahead", "oracle"]
+    assert figures.schedule_summary(result) in readme
+    s = result["summary"]
+    assert s["solve_s"] < 60 and s["week_solve_s"] < 120 and s["replay_s"] < 600  # the issue's limits
+    assert s["replay_requests"] > 15_000_000  # a ServeGen day at its real rate

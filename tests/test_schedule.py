@@ -271,3 +271,15 @@ def test_scenario_availability_caps_reach_the_schedule(tmp_path):
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
     with pytest.raises(MelangeError, match=r"^schedule.availability.H200: not a GPU type"):
         resolve(load_scenario(tmp_path / "s.yaml"))
+
+
+def test_reactive_never_leaves_the_fleet_without_a_serving_instance(sc):
+    """A swing of the target between types once stopped every serving instance while the new ones
+    still booted (found on a ServeGen day at 5 % of its rate)."""
+    load = step_load(sc, [40, 2, 2, 2, 40, 2])
+    fleet, _ = reactive_fleet(sc, load, 3, {"H100": 3})
+    tl = fleet.timeline
+    for t in np.arange(0, load.duration_s, 10.0):
+        assert tl.serving(t).sum() >= 1, t
+    booted_then_stopped = (tl.stop_s < tl.ready_s)
+    assert np.all(fleet.asked_s[booted_then_stopped] <= tl.stop_s[booted_then_stopped])

@@ -107,8 +107,17 @@ def reactive_fleet(sc: Scenario, load: Load, seed: int, initial: dict[str, int],
             have = len(alive[g])
             for _ in range(max(0, int(target[g]) - have)):
                 start(g, now + startup[g], now)
-            for _ in range(max(0, have - int(keep[g]))):
-                stop[alive[g].pop()] = now
+        for g in range(G):
+            for _ in range(max(0, len(alive[g]) - int(keep[g]))):
+                # Cancel one still starting first; never stop the last instance serving anywhere
+                # (as Kubernetes keeps the old pods until the new ones are ready).
+                booting = [k for k in alive[g] if ready[k] > now]
+                serving = sum(1 for h in range(G) for k in alive[h] if ready[k] <= now)
+                if not booting and serving <= 1:
+                    break
+                victim = booting[-1] if booting else alive[g][-1]
+                alive[g].remove(victim)
+                stop[victim] = now
     if len(tables) > 1:  # before the first solve, the split of the first one
         tables[0] = tables[1]
     timeline = Timeline(names, np.array(kind, dtype=np.int64), np.array(ready, dtype=float),
