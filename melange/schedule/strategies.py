@@ -18,12 +18,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from melange.core import Plan, SolveOptions, Workload
+from melange.core import Workload
 from melange.load import Load
 from melange.optimizer import solve
 from melange.scenario import Scenario
-from melange.schedule.milp import Schedule, ScheduleOptions, solve_schedule, startup_times
-from melange.schedule.replay import Fleet, fleet_of_schedule
+from melange.schedule.milp import startup_times
+from melange.schedule.replay import Fleet
 from melange.sim.arrivals import window_arrivals
 from melange.sim.timeline import Timeline
 
@@ -44,11 +44,6 @@ class Reactive:
 def gpus_per_instance(sc: Scenario) -> np.ndarray:
     """(G,) GPUs in one instance of each type."""
     return np.array([g.gpus for g in sc.gpus], dtype=float)
-
-
-def static_schedule(sc: Scenario, load: Load, opts: ScheduleOptions) -> Schedule:
-    """The cheapest single fleet that serves every window of `load`."""
-    return solve_schedule(load, sc.gpus, sc.profiles, sc.solve, replace(opts, static=True))
 
 
 def observed(sc: Scenario, load: Load, seed: int, bin_s: float) -> np.ndarray:
@@ -125,7 +120,3 @@ def reactive_fleet(sc: Scenario, load: Load, seed: int, initial: dict[str, int],
     cost = np.array([g.cost for g in sc.gpus], dtype=float)
     return Fleet(timeline, np.array(asked, dtype=float), cost, gpus_per_instance(sc)), solves
 
-
-def initial_fleet(plan: Plan) -> dict[str, int]:
-    """Instances serving at t=0 for a strategy that starts warm."""
-    return {g: int(n) for g, n in plan.counts.items() if n}
