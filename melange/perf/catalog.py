@@ -27,6 +27,7 @@ DEFAULT_FLOPS_EFFICIENCY = 0.6
 DEFAULT_BANDWIDTH_EFFICIENCY = 0.8
 DEFAULT_UNCERTAINTY = 0.25
 SIBLING_UNCERTAINTY = 0.15  # a GPU fitted only through another GPU of its family
+PCIE_GEN4_BYTES_S = 32 * GB  # x16, per direction: where an NVLink domain ends
 
 _Pos = Annotated[float, Field(gt=0)]
 _PosInt = Annotated[int, Field(ge=1)]
@@ -48,6 +49,14 @@ class GpuHardware:
     family: str = ""  # silicon generation: GPUs of one family share a calibration fit
     cuda_memory: float | None = None  # bytes CUDA reports as total (torch.cuda.mem_get_info)
     startup_s: float = 300.0  # from asking for an instance to its serving: boot, image pull, model load
+    nvlink_gpus: int | None = None  # GPUs one NVLink domain joins (bridge pairs: 2); None = max_gpus
+
+    def link(self, count: int) -> tuple[str, float]:
+        """(nvlink | pcie, bytes/s per direction) a `count`-GPU instance all-reduces over: past an
+        NVLink domain (a PCIe card's bridge joins pairs) the ring crosses PCIe Gen4 (32 GB/s)."""
+        if self.interconnect == "nvlink" and count > (self.nvlink_gpus or self.max_gpus):
+            return "pcie", PCIE_GEN4_BYTES_S
+        return self.interconnect, self.interconnect_bandwidth
 
     @property
     def usable_memory(self) -> float:
@@ -215,6 +224,7 @@ class _GpuEntry(_Strict):
     family: str = ""
     cuda_memory_gib: _Pos | None = None
     startup_s: Annotated[float, Field(ge=0)] = 300.0
+    nvlink_gpus: _PosInt | None = None
 
 
 class _ModelEntry(_Strict):
@@ -304,7 +314,7 @@ def _gpu(e: _GpuEntry) -> GpuHardware:
     cuda = e.cuda_memory_gib * GIB if e.cuda_memory_gib else None
     return GpuHardware(e.name, e.flops_tflops * 1e12, e.bandwidth_gb_s * GB, e.memory_gb * GB,
                        e.interconnect, e.interconnect_gb_s * GB, e.cost, e.max_gpus, e.source,
-                       e.family, cuda, e.startup_s)
+                       e.family, cuda, e.startup_s, e.nvlink_gpus)
 
 
 def _model(path: Path, i: int, e: _ModelEntry) -> ModelSpec:

@@ -23,8 +23,12 @@ for each running sequence. Its time is
   graphs, which launch the kernels back to back: only steps that prefill pay it.
 - allreduce (tensor parallel, N > 1 GPUs): Megatron-style layers all-reduce their output
   twice per layer (after attention and after the MLP); a ring all-reduce of B bytes moves
-  2(N−1)/N · B over each link, plus a fixed latency per call (~10 µs NVLink, ~25 µs PCIe: NCCL
-  small-message latency). Not overlapped with compute.
+  2(N−1)/N · B over each link at 70 % of the link's bandwidth, plus 25 µs per call. Vidur's H100
+  NVLink all-reduce table measured 21–38 µs per small call and 274–365 GB/s of bus bandwidth
+  against NVLink 4's 450 GB/s per direction (it was 10 µs and the datasheet figure before).
+  PCIe has no public table here: it gets the same latency, a floor. Past an NVLink domain (PCIe
+  cards' bridges join pairs: `nvlink_gpus` in the catalog) the ring crosses PCIe Gen4. Not
+  overlapped with compute.
 
 flops_efficiency and bandwidth_efficiency are fitted per GPU family, overlap and layer_floor for
 all, by `scripts/calibrate.py` to public kernel measurements (Vidur's A100, H100 and A40 tables,
@@ -50,7 +54,8 @@ DEFAULT_MEMORY_UTILIZATION = 0.9  # vLLM's gpu_memory_utilization default
 # 0.05-0.35 GiB per GPU on one-GPU 7-8B servers (vllm#10517, OCI's A10 log); CUDA graphs are
 # captured after the KV cache is sized and come out of the 1 - gpu_memory_utilization headroom.
 NON_TORCH_BYTES = 0.2 * GIB
-ALLREDUCE_LATENCY_S = {"nvlink": 10e-6, "pcie": 25e-6}
+ALLREDUCE_LATENCY_S = 25e-6  # per call: Vidur's H100 all-reduce table, 21-38 µs for small messages
+ALLREDUCE_BUS_EFFICIENCY = 0.7  # the same table: 274-365 GB/s of bus bandwidth on 450 GB/s links
 
 
 @dataclass(frozen=True)
@@ -251,8 +256,9 @@ def roofline_model(instance: Instance, model: ModelSpec, engine: EngineConfig | 
     if n > 1:
         # Two all-reduces per layer of (tokens × hidden) activations; ring: 2(N−1)/N of it per link.
         ring_bytes_per_token = 2 * (n - 1) / n * model.hidden * model.dtype_bytes
-        per_token = 2 * model.layers * ring_bytes_per_token / gpu.interconnect_bandwidth
-        latency = 2 * model.layers * ALLREDUCE_LATENCY_S[gpu.interconnect]
+        _, link_bytes_s = gpu.link(n)
+        per_token = 2 * model.layers * ring_bytes_per_token / (link_bytes_s * ALLREDUCE_BUS_EFFICIENCY)
+        latency = 2 * model.layers * ALLREDUCE_LATENCY_S
     else:
         per_token = latency = 0.0
     return RooflineModel(
