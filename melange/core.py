@@ -109,12 +109,14 @@ class Slo:
     `mean` (per request: e2e / output tokens) or `mean_itl` (the Mélange paper's rule: the mean gap
     between tokens after the first, over every counted request's tokens, at most `tpot_ms`, and,
     given `ttft_ms`, the mean TTFT at most that; `attainment` is then the share of requests
-    that must complete)."""
+    that must complete). `e2e_ms` bounds each request's whole latency (a batch class: e2e ≤ 5 min);
+    `tpot_ms` None means no TPOT limit (then `e2e_ms` is required)."""
 
-    tpot_ms: float
+    tpot_ms: float | None
     definition: Literal["mean", "decode", "mean_itl"] = "mean"
     ttft_ms: float | None = None
     attainment: float = 0.99
+    e2e_ms: float | None = None
 
     @property
     def per_request(self) -> bool:
@@ -122,9 +124,13 @@ class Slo:
         return self.definition != "mean_itl"
 
     def __post_init__(self) -> None:
+        if self.tpot_ms is None and (self.e2e_ms is None or self.definition == "mean_itl"):
+            raise MelangeError("slo.tpot_ms: required (a batch class without one needs e2e_ms, per request)")
+        if self.e2e_ms is not None and not self.per_request:
+            raise MelangeError("slo.e2e_ms: judged per request; 'mean_itl' judges averages")
         # vLLM's decode TPOT starts at the first token: queueing and prefill are outside it, so
         # without a TTFT limit an overloaded GPU (a queue growing for minutes) would still meet it.
-        if self.definition == "decode" and self.ttft_ms is None:
+        if self.definition == "decode" and self.ttft_ms is None and self.e2e_ms is None:
             raise MelangeError("slo.ttft_ms: required with definition 'decode' (decode TPOT leaves out "
                                "queueing and prefill; without a TTFT limit an overloaded GPU still meets it)")
 

@@ -75,10 +75,14 @@ def slo_met(frame: pd.DataFrame, slo: Slo) -> np.ndarray:
     completed (its latencies are judged on average, `slo_means`)."""
     if not slo.per_request:
         return frame["error"].isna().to_numpy() & np.isfinite(frame["e2e_s"].to_numpy(float))
-    tpot = frame["tpot_mean_s"] if slo.definition == "mean" else frame["tpot_decode_s"].fillna(0.0)
-    ok = (tpot.to_numpy() * 1000.0 <= slo.tpot_ms) & frame["error"].isna().to_numpy()
+    ok = frame["error"].isna().to_numpy().copy()
+    if slo.tpot_ms is not None:
+        tpot = frame["tpot_mean_s"] if slo.definition == "mean" else frame["tpot_decode_s"].fillna(0.0)
+        ok &= tpot.to_numpy() * 1000.0 <= slo.tpot_ms
     if slo.ttft_ms is not None:
         ok &= frame["ttft_s"].to_numpy() * 1000.0 <= slo.ttft_ms
+    if slo.e2e_ms is not None:  # an unfinished request (NaN) never meets it
+        ok &= frame["e2e_s"].to_numpy(float) * 1000.0 <= slo.e2e_ms
     return ok
 
 

@@ -112,6 +112,15 @@ def slo_bound_s(slo: Slo, out_tokens: int) -> float:
     """Longest latency a request with `out_tokens` output tokens may have and still meet the SLO
     (every valid `Slo` bounds it: `decode` requires a TTFT limit; under `mean_itl`, which judges
     averages, a request may wait `MEAN_ITL_WAIT_S` or the TTFT limit, whichever is larger)."""
+    if slo.e2e_ms is not None:
+        if slo.tpot_ms is None:
+            return slo.e2e_ms / 1000.0
+        return min(slo.e2e_ms / 1000.0, _tpot_bound_s(slo, out_tokens))
+    return _tpot_bound_s(slo, out_tokens)
+
+
+def _tpot_bound_s(slo: Slo, out_tokens: int) -> float:
+    """slo_bound_s from the TPOT (and TTFT) limits alone."""
     tpot = slo.tpot_ms / 1000.0
     if slo.definition == "mean":
         return out_tokens * tpot

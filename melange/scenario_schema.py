@@ -60,10 +60,11 @@ class WorkloadSpec(_Strict):
 
 
 class SloSpec(_Strict):
-    tpot_ms: Millis
+    tpot_ms: Millis | None = None  # None: no TPOT limit (a batch class: give e2e_ms)
     definition: Literal["mean", "decode", "mean_itl"] = "mean"
     ttft_ms: Millis | None = None
     attainment: Annotated[Fraction, Field(gt=0, le=1)] = 0.99
+    e2e_ms: Millis | None = None  # each request's whole latency (batch: 300000 = 5 min)
 
 
 class EngineSpec(_Strict):

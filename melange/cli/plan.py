@@ -80,8 +80,10 @@ def describe_slo(slo: Slo | None) -> str:
         ttft = f", mean TTFT ≤ {slo.ttft_ms:g} ms" if slo.ttft_ms is not None else ""
         return (f"mean ITL ≤ {slo.tpot_ms:g} ms over all requests (the paper's rule){ttft}, "
                 f"{slo.attainment:.0%} of requests completed")
-    ttft = f", TTFT ≤ {slo.ttft_ms:g} ms" if slo.ttft_ms is not None else ""
-    return f"TPOT ≤ {slo.tpot_ms:g} ms ({slo.definition}){ttft}, {slo.attainment:.0%} of requests"
+    parts = [] if slo.tpot_ms is None else [f"TPOT ≤ {slo.tpot_ms:g} ms ({slo.definition})"]
+    parts += [] if slo.ttft_ms is None else [f"TTFT ≤ {slo.ttft_ms:g} ms"]
+    parts += [] if slo.e2e_ms is None else [f"e2e ≤ {slo.e2e_ms / 1000:g} s"]
+    return f"{', '.join(parts)}, {slo.attainment:.0%} of requests"
 
 
 def capacity_table(cal) -> Table:

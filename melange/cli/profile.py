@@ -77,12 +77,14 @@ def measured_options(f):
               "mode is required: --simulate, --url/--serve or --from-results).")
 @click.option("--gpu", required=True, help="Catalog GPU or instance, e.g. A100-80GB or 4xH100.")
 @click.option("--model", required=True, help="Catalog model, e.g. llama-2-7b.")
-@click.option("--slo-tpot", required=True, help="TPOT limit, e.g. 120ms or 0.12s.")
+@click.option("--slo-tpot", default=None, help="TPOT limit, e.g. 120ms or 0.12s (or give --slo-e2e).")
 @click.option("--slo-definition", type=click.Choice(["mean", "decode", "mean_itl"]), default=None,
               help="decode: (e2e - TTFT) / (output - 1) per request, vLLM's, needs --slo-ttft; mean: e2e / "
                    "output per request; mean_itl: the paper's rule, the mean gap between tokens over all "
                    "requests (--slo-ttft then limits the mean TTFT). Default: decode with --slo-ttft, else mean.")
 @click.option("--slo-ttft", default=None, help="Optional TTFT limit, e.g. 2s or 500ms.")
+@click.option("--slo-e2e", default=None, help="Optional limit on each request's whole latency, e.g. 5min "
+              "(a batch class; alone, without --slo-tpot).")
 @click.option("--attainment", default="99%", show_default=True,
               help="Share of requests that must meet the SLO, e.g. 99% or 0.99.")
 @click.option("--grid", "grid_text", default="paper", show_default=True, help="'paper' or a grid file.")
@@ -105,7 +107,8 @@ def measured_options(f):
 @click.option("--sensitivity", is_flag=True, help="With --simulate: also build the profile with step times at "
               "both ends of the model's uncertainty band and list the cells that move (3x the work).")
 @measured_options
-def profile(simulate: bool, gpu: str, model: str, slo_tpot: str, slo_definition: str, slo_ttft: str | None,
+def profile(simulate: bool, gpu: str, model: str, slo_tpot: str | None, slo_definition: str, slo_ttft: str | None,
+            slo_e2e: str | None,
             attainment: str, grid_text: str, max_model_len: int | None, max_num_seqs: int,
             max_num_batched_tokens: int | None, trace: str | None, engine_preset: str | None, extra: tuple[str, ...], workers: int | None, seed: int, cache_dir: str | None,
             no_cache: bool, output: str, quiet: bool, sensitivity: bool, **measured) -> None:
@@ -134,10 +137,13 @@ def profile(simulate: bool, gpu: str, model: str, slo_tpot: str, slo_definition:
     from melange.perf.roofline import RooflineParams
     from melange.rate_search import SearchParams
 
+    if slo_tpot is None and slo_e2e is None:
+        raise MelangeError("--slo-tpot: required (or --slo-e2e for a batch class)")
     if slo_definition is None:  # decode TPOT needs a TTFT limit to count queueing (core.Slo)
         slo_definition = "decode" if slo_ttft is not None else "mean"
-    slo = Slo(parse_ms(slo_tpot, "--slo-tpot"), slo_definition,
-              None if slo_ttft is None else parse_ms(slo_ttft, "--slo-ttft"), share)
+    slo = Slo(None if slo_tpot is None else parse_ms(slo_tpot, "--slo-tpot"), slo_definition,
+              None if slo_ttft is None else parse_ms(slo_ttft, "--slo-ttft"), share,
+              None if slo_e2e is None else parse_ms(slo_e2e, "--slo-e2e"))
     check_output(output, "-o")
     if not no_cache:
         check_writable(default_cache(cache_dir) / "sim-profiles", "--cache-dir", is_dir=True)

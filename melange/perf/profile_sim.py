@@ -341,7 +341,7 @@ def profile_document(profile: Profile, model: str, slo: Slo, grid: BucketGrid, *
     return {
         "gpu": profile.gpu,
         "model": model,
-        "slo": {"tpot_ms": slo.tpot_ms, "definition": slo.definition, "ttft_ms": slo.ttft_ms,
+        "slo": {"tpot_ms": slo.tpot_ms, "definition": slo.definition, "ttft_ms": slo.ttft_ms, "e2e_ms": slo.e2e_ms,
                 "attainment": slo.attainment},
         "source": profile.source,
         "grid": {"input_edges": list(grid.in_edges), "output_edges": list(grid.out_edges)},

@@ -48,7 +48,7 @@ def run_config(target: Target, grid: BucketGrid, slo: Slo, settings: SearchSetti
     """What must match for a run log to be resumed."""
     return {"gpu": target.gpu, "model": target.model, "api": target.api, "prompt": target.prompt,
             "time_scale": target.time_scale,
-            "slo": [slo.tpot_ms, slo.definition, slo.ttft_ms, slo.attainment],
+            "slo": [slo.tpot_ms, slo.definition, slo.ttft_ms, slo.attainment, *([slo.e2e_ms] if slo.e2e_ms else [])],
             "grid": [list(grid.in_edges), list(grid.out_edges)], "search": settings.as_dict()}
 
 

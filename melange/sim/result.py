@@ -63,7 +63,7 @@ def summarise(frame: pd.DataFrame, grid: BucketGrid, slo: Slo, *, n_requests: in
         "counted": len(counted),
         "warmup_s": warmup_s,
         "errors": errors,
-        "slo": {"tpot_ms": slo.tpot_ms, "definition": slo.definition, "ttft_ms": slo.ttft_ms,
+        "slo": {"tpot_ms": slo.tpot_ms, "definition": slo.definition, "ttft_ms": slo.ttft_ms, "e2e_ms": slo.e2e_ms,
                 "attainment": slo.attainment},
         "attainment": {"overall": attainment(counted), "per_bucket": per_bucket, "per_gpu": per_gpu},
         "slo_ok": bool(len(counted) and attainment(counted) >= slo.attainment),
