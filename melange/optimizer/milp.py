@@ -120,6 +120,15 @@ def build_model(p: Problem, slice_factor: int | str, backend: str = "highs", ope
     model (many.py) changes a rate scale or slice factor in G coefficients, not B·G.
     `open_rows` (B, G) picks the open_b_g rows; default: where one slice's load < OPEN_ROW_LOAD."""
     m = new_model(backend)
+    n, x = add_block(m, p, slice_factor, open_rows)
+    m.objective = mip.minimize(mip.xsum(p.gpus[g].cost * n[g] for g in range(len(p.gpus))))
+    return m, n, x
+
+
+def add_block(m: mip.Model, p: Problem, slice_factor: int | str, open_rows: np.ndarray | None = None,
+              prefix: str = "") -> tuple[list, dict]:
+    """Add p's variables and rows (all but the objective) to `m`, names prefixed; returns (n, x).
+    Several blocks in one model share rows added by the caller (a fleet's caps, optimizer/joint.py)."""
     G, B = range(len(p.gpus)), range(len(p.buckets))
     continuous = slice_factor == "continuous"
     S = 1 if continuous else int(slice_factor)
@@ -127,17 +136,15 @@ def build_model(p: Problem, slice_factor: int | str, backend: str = "highs", ope
     if open_rows is None:
         open_rows = bucket_load / S < OPEN_ROW_LOAD
 
-    n = [m.add_var(f"n_{p.gpus[g].name}", var_type=mip.INTEGER, lb=p.gpus[g].min_count,
+    n = [m.add_var(f"{prefix}n_{g}", var_type=mip.INTEGER, lb=p.gpus[g].min_count,
                    ub=p.gpus[g].max_count if p.gpus[g].max_count is not None else mip.INF) for g in G]
-    x = {(b, g): m.add_var(f"x_{b}_{g}", var_type=mip.CONTINUOUS if continuous else mip.INTEGER, lb=0, ub=S)
+    x = {(b, g): m.add_var(f"{prefix}x_{b}_{g}", var_type=mip.CONTINUOUS if continuous else mip.INTEGER, lb=0, ub=S)
          for b in B for g in G if p.cap[b, g] > 0}
-
-    m.objective = mip.minimize(mip.xsum(p.gpus[g].cost * n[g] for g in G))
     for b in B:
-        m += mip.xsum(x[b, g] for g in G if (b, g) in x) == S, f"place_{b}"
+        m += mip.xsum(x[b, g] for g in G if (b, g) in x) == S, f"{prefix}place_{b}"
     for g in G:
-        m += mip.xsum(bucket_load[b, g] * x[b, g] for b in B if (b, g) in x) - S * n[g] <= 0, f"load_{g}"
+        m += mip.xsum(bucket_load[b, g] * x[b, g] for b in B if (b, g) in x) - S * n[g] <= 0, f"{prefix}load_{g}"
     for (b, g), var in x.items():
         if open_rows[b, g]:
-            m += var - S * n[g] <= 0, f"open_{b}_{g}"
-    return m, n, x
+            m += var - S * n[g] <= 0, f"{prefix}open_{b}_{g}"
+    return n, x
