@@ -63,6 +63,8 @@ class Scenario:
     simulation: SimulationSpec = field(default_factory=SimulationSpec)
     source: Path | None = None
     schedule: ScheduleSpec | None = None  # load over time (melange schedule)
+    hardware: dict[str, str] = field(default_factory=dict)  # type -> catalog GPU (shared caps, prices)
+    excluded: dict[str, str] = field(default_factory=dict)  # (GPU × TP) pairs left out -> why
 
 
 _UNION_TAGS = {"str", "int", "float", "bool", "TraceDistribution", "WorkloadFileDistribution", "LinearStepSpec", "GridSpec"}
@@ -274,14 +276,19 @@ def _from_spec(spec: ScenarioSpec, normalize: bool, source: Path, extra: tuple[s
             load_catalog().engine(spec.engine_preset)
         except MelangeError as exc:
             raise MelangeError(f"engine_preset: {exc}") from None
-    gpus, profiles, engines, steps = [], {}, {}, {}
-    for g in spec.gpus:
+    gpus, profiles, engines, steps, hardware = [], {}, {}, {}, {}
+    specs, excluded = expand_tensor_parallel(spec, extra)
+    for g in specs:
         if g.max_count is not None and g.max_count < g.min_count:
             raise MelangeError(f"gpus[{g.name}].max_count: {g.max_count} is below min_count {g.min_count}")
         engine = _engine(g, spec.model, extra)
         g, catalog_step = _with_catalog(g, spec.model, engine, extra, spec.engine_preset)
         gpus.append(GpuType(g.name, g.cost, g.gpus, g.memory_gb, g.max_count, g.min_count, g.utilization,
                             g.startup_s))
+        if g.catalog is not None:
+            from melange.perf import load_catalog
+
+            hardware[g.name] = load_catalog(extra).instance(g.catalog).gpu.name
         profile = _load_profile(g, grid.shape, base, spec, grid, force)
         if profile is not None:
             profiles[g.name] = profile
@@ -310,7 +317,43 @@ def _from_spec(spec: ScenarioSpec, normalize: bool, source: Path, extra: tuple[s
         simulation=spec.simulation,
         source=source,
         schedule=spec.schedule,
+        hardware=hardware,
+        excluded=excluded,
     )
+
+
+def expand_tensor_parallel(spec: ScenarioSpec, extra: tuple[str, ...] = ()) -> tuple[list[GpuSpec], dict[str, str]]:
+    """The scenario's GPU entries with each `tensor_parallel` list expanded into one entry per
+    degree that can serve the model (perf/instances.py); the pairs left out, with why."""
+    out, excluded = [], {}
+    for g in spec.gpus:
+        if g.tensor_parallel is None:
+            out.append(g)
+            continue
+        where = f"gpus[{g.name}].tensor_parallel"
+        if g.catalog is None or spec.model is None:
+            raise MelangeError(f"{where}: needs catalog: GPU and the scenario's model")
+        from melange.perf import load_catalog
+        from melange.perf.instances import candidate
+
+        catalog = load_catalog(extra)
+        gpu = catalog.gpu(g.catalog).name
+        for n in sorted(set(g.tensor_parallel)):
+            c = candidate(catalog, catalog.model(spec.model), gpu, n, _engine(g, spec.model, extra))
+            name = g.name if n == 1 else f"{n}x{g.name}"
+            if c.instance is None:
+                excluded[name] = c.reason
+                continue
+            profile = g.profile.replace("{gpu}", name) if isinstance(g.profile, str) else g.profile
+            out.append(g.model_copy(update={"name": name, "catalog": c.instance.name, "gpus": n,
+                                            "profile": profile, "tensor_parallel": None}))
+    names = [g.name for g in out]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup:
+        raise MelangeError(f"gpus: duplicate GPU name {dup!r} after expanding tensor_parallel")
+    if not out:
+        raise MelangeError(f"gpus: no (GPU × TP) instance can serve {spec.model} ({next(iter(excluded.values()))})")
+    return out, excluded
 
 
 def load_scenario(path: str | Path | None = None, *, normalize: bool = False,

@@ -95,6 +95,9 @@ class GpuSpec(_Strict):
     step_time: LinearStepSpec | Literal["roofline"] | None = None  # roofline: catalog x model
     catalog: str | None = None  # catalog GPU or instance (e.g. A100-80GB, 4xH100): defaults cost/gpus/memory
     startup_s: Annotated[float, Field(ge=0, le=86400)] | None = None  # boot + model load; default: the catalog's
+    # One instance type per degree that can serve the model (perf/instances.py), named
+    # '{n}x{name}' ('{name}' for 1); `profile` may say '{gpu}' for the type's name.
+    tensor_parallel: Annotated[list[Literal[1, 2, 4, 8]], Field(min_length=1)] | None = None
 
 
 class SolverSpec(_Strict):

@@ -35,6 +35,7 @@ COMMANDS = {
     "compare": "melange.cli.compare:compare",
     "study": "melange.cli.study:study",
     "schedule": "melange.cli.schedule:schedule",
+    "fleet": "melange.cli.fleet:fleet",
 }
 
 

@@ -1,0 +1,187 @@
+"""A fleet's plan (several models and SLO classes under shared limits), proven in simulation.
+
+1. **Each service alone**: `plan_cheapest` (calibrated capacity, the loop, trim, holdout): the
+   cheapest plan that held for that (model, class), a single GPU type included, with each type's
+   count within what the shared caps allow it alone.
+2. If those answers together keep every shared cap and the budget, they are the fleet's answer:
+   services share no instance, so nothing cheaper holds (`method` 'separable').
+3. Otherwise the joint MILP (optimizer/joint.py) on every service's *calibrated* profiles picks
+   the counts under the limits; then each service's plan is confirmed on its holdout seeds, one
+   more instance of its weakest type while it fails and the limits leave room (`first_holding`).
+4. Against it, **separately**: each model planned alone on a static share of every cap, in
+   proportion to what it takes unconstrained (the split a fleet without a joint planner uses),
+   confirmed the same way.
+Attainment and goodput (req/s that met the SLO) are reported per service (model × class).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from copy import copy
+from dataclasses import dataclass, field, replace
+
+from melange.core import Plan, SolveOptions
+from melange.fleet import Fleet, split_caps, sub_fleet
+from melange.optimizer import make_problem
+from melange.optimizer.joint import JointPlan, Shared, solve_joint
+from melange.scenario import Scenario
+from melange.validate.cheapest import calibrated, first_holding, holdout_seeds, plan_cheapest
+from melange.validate.check import Confirmation, run_settings
+
+
+@dataclass
+class ServiceResult:
+    """One service's answer and its proof."""
+
+    plan: Plan | None
+    confirmation: Confirmation | None
+    rate: float
+
+    @property
+    def held(self) -> bool:
+        """Whether the plan held on fresh traffic."""
+        return self.plan is not None and self.confirmation is not None and self.confirmation.held
+
+    @property
+    def goodput(self) -> float | None:
+        """Req/s that met the SLO: rate × attainment on the fresh seeds."""
+        c = self.confirmation
+        return None if c is None or c.attainment is None else self.rate * c.attainment
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return {"held": self.held, "rate": self.rate, "goodput": self.goodput,
+                "cost": None if self.plan is None else self.plan.cost,
+                "counts": {} if self.plan is None else {g: n for g, n in self.plan.counts.items() if n},
+                "confirmation": None if self.confirmation is None else self.confirmation.to_dict()}
+
+
+@dataclass
+class FleetReport:
+    """The fleet's answer, each service's proof, and what planning them separately costs."""
+
+    services: dict[str, ServiceResult]
+    method: str  # separable | joint
+    joint: JointPlan | None = None  # the solver's joint plan on calibrated profiles (method 'joint')
+    alone: dict[str, ServiceResult] = field(default_factory=dict)  # each planned alone, whole caps
+    split: dict[str, ServiceResult] | None = None  # each model alone on its static share of the caps
+    split_caps: dict[str, dict[str, int]] | None = None  # model -> hardware -> GPUs
+    broken: list[str] = field(default_factory=list)  # limits the alone plans break together
+    broken_after: list[str] = field(default_factory=list)  # limits the confirmed plans break (should be none)
+
+    @property
+    def held(self) -> bool:
+        """Whether every service held, within the shared limits."""
+        return all(r.held for r in self.services.values()) and not self.broken_after
+
+    @property
+    def cost(self) -> float | None:
+        """$/h of the whole fleet (None if a service has no plan)."""
+        return _total(self.services)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return {"held": self.held, "cost": self.cost, "method": self.method, "broken": self.broken,
+                "broken_after": self.broken_after,
+                "services": {s: r.to_dict() for s, r in self.services.items()},
+                "alone": {s: r.to_dict() for s, r in self.alone.items()}, "alone_cost": _total(self.alone),
+                "split": None if self.split is None else {s: r.to_dict() for s, r in self.split.items()},
+                "split_cost": None if self.split is None else _total(self.split), "split_caps": self.split_caps,
+                "joint": None if self.joint is None else self.joint.to_dict()}
+
+
+def _total(results: dict[str, ServiceResult]) -> float | None:
+    if not results or any(r.plan is None for r in results.values()):
+        return None
+    return sum(r.plan.cost for r in results.values())
+
+
+def plan_fleet(fleet: Fleet, *, max_rounds: int = 5, requests: int | None = None, seed: int | None = None,
+               confirm_runs: int = 2, workers: int = 1, compare_split: bool = True,
+               progress: Callable[[str], None] | None = None) -> FleetReport:
+    """Steps 1-4 of the module docstring."""
+    opts = {"max_rounds": max_rounds, "requests": requests, "seed": seed, "confirm_runs": confirm_runs,
+            "workers": workers}
+    reports = {}
+    for s, sc in fleet.services.items():
+        if progress:
+            progress(f"{s}: planning alone")
+        reports[s] = plan_cheapest(sc, progress=progress and (lambda m, s=s: progress(f"{s}: {m}")), **opts)
+    alone = {s: ServiceResult(r.best, r.validation, fleet.services[s].workload.rate) for s, r in reports.items()}
+    plans = {s: r.best for s, r in reports.items()}
+    broken = [] if any(p is None for p in plans.values()) else fleet.shared.broken(
+        {s: p.counts for s, p in plans.items()}, sum(p.cost for p in plans.values()))
+    if not broken:
+        return FleetReport(alone, "separable", alone=alone)
+    if progress:
+        progress(f"the alone plans break {'; '.join(broken)}: the joint plan")
+    services = {s: replace_profiles(sc, reports[s]) for s, sc in fleet.services.items()}
+    joint = solve_joint({s: make_problem(sc.workload, sc.gpus, sc.profiles, sc.solve) for s, sc in services.items()},
+                        fleet.shared, _options(fleet))
+    results = confirm_within(fleet, joint.plans, seed, confirm_runs, requests, workers, progress)
+    report = FleetReport(results, "joint", joint, alone, broken=broken)
+    final = {s: r.plan for s, r in results.items()}
+    if all(p is not None for p in final.values()):
+        report.broken_after = fleet.shared.broken({s: p.counts for s, p in final.items()},
+                                                  sum(p.cost for p in final.values()))
+    if compare_split:
+        report.split_caps = split_caps(fleet, plans)
+        report.split = {}
+        for m in fleet.models():
+            sub = sub_fleet(fleet, m, report.split_caps[m])
+            for s, sc in sub.services.items():
+                sub.services[s] = _within(sc, fleet.shared.hardware[s], report.split_caps[m])
+            if progress:
+                progress(f"{m}: planning on its share of the caps")
+            report.split.update(plan_fleet(sub, compare_split=False, progress=progress, **opts).services)
+    return report
+
+
+def _options(fleet: Fleet) -> SolveOptions:
+    """One set of solver options for the joint model: the first service's (slice factor, limit)."""
+    return next(iter(fleet.services.values())).solve
+
+
+def replace_profiles(sc: Scenario, report) -> Scenario:
+    """The service with the profiles its own plan_cheapest calibrated (unchanged without one)."""
+    return sc if report.calibration is None else calibrated(sc, report.calibration)
+
+
+def confirm_within(fleet: Fleet, plans: dict[str, Plan], seed: int | None, confirm_runs: int,
+                   requests: int | None, workers: int, progress) -> dict[str, ServiceResult]:
+    """Each service's plan confirmed on its holdout seeds; a failing one gets one more instance of
+    its weakest type while the shared caps leave room (services in turn, each using what is left)."""
+    out: dict[str, ServiceResult] = {}
+    counts = {s: dict(p.counts) for s, p in plans.items()}
+    for s, sc in fleet.services.items():
+        used = fleet.shared.used({t: c for t, c in counts.items() if t != s})
+        room = _within(sc, fleet.shared.hardware[s], {h: cap - used[h] for h, cap in fleet.shared.caps.items()},
+                       counts[s])
+        tuning = sc.simulation.seed if seed is None else seed
+        plan, conf = first_holding(room, [plans[s]], run_settings(sc, requests=requests),
+                                   holdout_seeds(tuning, confirm_runs), workers=workers,
+                                   progress=progress and (lambda m, s=s: progress(f"{s}: {m}")))
+        if plan is not None:
+            counts[s] = dict(plan.counts)
+        out[s] = ServiceResult(plan, conf, sc.workload.rate)
+    return out
+
+
+def _within(sc: Scenario, hardware: dict[str, tuple[str, int]], left: dict[str, int],
+            counts: dict[str, int] | None = None) -> Scenario:
+    """`sc` with each type's max_count cut to what `left` GPUs of its hardware allow beside the
+    service's other types in `counts` (its current plan); never below what it already has."""
+    counts = counts or {}
+    out = copy(sc)
+    gpus = []
+    for g in sc.gpus:
+        h, k = hardware[g.name]
+        if h not in left:
+            gpus.append(g)
+            continue
+        own = sum(n * hardware[t][1] for t, n in counts.items() if t != g.name and hardware[t][0] == h)
+        most = max(counts.get(g.name, 0), (left[h] - own) // k)
+        gpus.append(replace(g, max_count=most if g.max_count is None else min(g.max_count, most)))
+    out.gpus = gpus
+    return out
