@@ -68,6 +68,37 @@ def files(tmp: Path) -> dict[str, Path]:
     return out
 
 
+CLASSES = """models:
+  - scenario: llama-2-7b-chat.yaml
+    classes:
+      - {{name: chat, share: {0}, slo: {{tpot_ms: 50, definition: decode, ttft_ms: 200}}}}
+      - {{name: batch, share: {1}, slo: {{e2e_ms: 300000}}}}
+"""
+TP3 = """models:
+  - scenario:
+      model: llama-2-7b
+      workload: {rate: 4, distribution: [[1.0]]}
+      grid: {input_edges: [1, 100], output_edges: [1, 50]}
+      gpus: [{name: H100, catalog: H100, step_time: roofline, tensor_parallel: [3]}]
+"""
+
+
+def fleet(tmp: Path, text: str) -> Path:
+    """A fleet file beside copies of the built-in fleets' scenarios: the two-models models, plus `text`."""
+    import shutil
+
+    from melange.fleet import BUILTIN_FLEETS
+
+    for src in BUILTIN_FLEETS.glob("*.yaml"):
+        shutil.copy(src, tmp / src.name)
+    base = "" if text.startswith("models:") else (BUILTIN_FLEETS / "two-models.yaml").read_text()
+    if text.startswith("caps:"):  # in place of the built-in's caps
+        base, text = base.replace("caps: {H100: 12}\n", ""), text
+    path = tmp / f"fleet-{abs(hash(text)) % 10**8}.yaml"
+    path.write_text(base + text)
+    return path
+
+
 def cases(f: dict[str, Path], tmp: Path) -> list[tuple[str, list[str], set[int]]]:
     """(label, argv, acceptable exit codes)."""
     s, plan = str(f["small.yaml"]), str(f["plan.json"])
@@ -171,6 +202,19 @@ def cases(f: dict[str, Path], tmp: Path) -> list[tuple[str, list[str], set[int]]
                                                 "--compare", "--history", "3", "-o", str(tmp / "s7")], {1, 2}),
         ("build-load --window soon", ["scenarios", "build-load", "splitwise_conv", "--window", "soon",
                                       "-o", str(tmp / "l.json")], {2}),
+        # fleet files, prices, classes
+        ("fleet nope", ["fleet", "nope", "--solve-only"], {2}),
+        ("fleet: a scenario file, not a fleet", ["fleet", str(f["small.yaml"]), "--solve-only"], {2}),
+        ("fleet --prices gcp-2031", ["fleet", "--prices", "gcp-2031", "--solve-only"], {2}),
+        ("fleet: caps on a GPU no model uses", ["fleet", str(fleet(tmp, "caps: {H200: 4}\n")), "--solve-only"], {2}),
+        ("fleet: class shares sum to 0.9", ["fleet", str(fleet(tmp, CLASSES.format(0.5, 0.4))), "--solve-only"], {2}),
+        ("fleet: a class SLO without a limit", ["fleet", str(fleet(tmp, CLASSES.format(0.5, 0.5).replace(
+            "{e2e_ms: 300000}", "{attainment: 0.9}"))), "--solve-only"], {2}),
+        ("fleet: budget below the cheapest fleet", ["fleet", str(fleet(tmp, "budget: 1\n")), "--solve-only"], {2}),
+        ("fleet: tensor_parallel 3", ["fleet", str(fleet(tmp, TP3)), "--solve-only"], {2}),
+        ("plan --prices a CSV without columns", ["plan", "--prices", str(f["small.yaml"])], {2}),
+        ("profile --slo-e2e soon", ["profile", "--simulate", "--gpu", "H100", "--model", "llama-2-7b", "--slo-e2e",
+                                    "soon", "-o", str(tmp / "p.yaml")], {2}),
     ]
 
 

@@ -1,7 +1,8 @@
 """Solver speed: our counting MILP vs the seed's one-binary-per-slice MILP, same instances;
-cloud-scale tiers (20x10 buckets x 16 types, 40x20 x 24, slice factor 32) and solve_many.
+cloud-scale tiers (20x10 buckets x 16 types, 40x20 x 24, slice factor 32), solve_many, and joint
+fleets (2 models x 3 SLO classes x 12 instance types under shared GPU caps).
 
-Run: nice python benchmarks/solver.py [--quick] [--cloud-only]
+Run: nice python benchmarks/solver.py [--quick] [--cloud-only] [--fleet-only]
 Prints one line per instance, then a JSON summary as the last line. Times are wall seconds and
 this process's CPU seconds (the CPU figure is the fairer one on a shared machine).
 """
@@ -23,7 +24,8 @@ from dataclasses import replace  # noqa: E402
 
 from melange.core import SolveOptions  # noqa: E402
 from melange.optimizer import build_model, make_problem, solve, solve_many, solve_problem  # noqa: E402
-from melange.optimizer.instances import random_instance  # noqa: E402
+from melange.optimizer.instances import fleet_instance, random_instance  # noqa: E402
+from melange.optimizer.joint import Shared, solve_joint  # noqa: E402
 from tests.per_slice import build_per_slice  # noqa: E402
 
 PER_SLICE_LIMIT_S = 60.0
@@ -103,11 +105,41 @@ def many(label: str, n_in: int, n_out: int, n_gpus: int, rates, factors) -> dict
     return {"points": len(plans), "many_s": round(t_many, 3), "one_by_one_s": round(t_alone, 3), "same_costs": same}
 
 
+def fleet(label: str, seeds, rough: bool = False) -> dict:
+    """Joint fleets: 2 models x 3 SLO classes x 12 (GPU x TP) types each, paper-size grid, slice
+    factor 8, the two most used premium GPUs capped at half their unconstrained use."""
+    wall, cpu, proven, methods = [], [], 0, {}
+    for seed in seeds:
+        services, hw = fleet_instance(np.random.default_rng(seed), rough=rough)
+        opts = SolveOptions(slice_factor=8)
+        problems = {s: make_problem(w, g, p, opts) for s, (w, g, p) in services.items()}
+        every = {h for per in hw.values() for h, _ in per.values()}
+        used = Shared({h: 10 ** 9 for h in every}, None, hw).used(solve_joint(problems, Shared({}, None, hw), opts).counts())
+        caps = {h: used[h] // 2 for h in ("hw5", "hw4", "hw3", "hw2") if used.get(h)}
+        caps = dict(list(caps.items())[:2])
+        w0, c0 = time.perf_counter(), time.process_time()
+        joint = solve_joint(problems, Shared(caps, None, hw), opts)
+        wall.append(time.perf_counter() - w0)
+        cpu.append(time.process_time() - c0)
+        proven += joint.status == "optimal"
+        methods[joint.method] = methods.get(joint.method, 0) + 1
+        print(f"fleet {label} seed={seed}: {joint.status} ({joint.method}), ${joint.cost:.3f}/h vs ${joint.separable_cost:.3f}/h "
+              f"uncapped, caps {caps}, gap {joint.gap:.2%}, {wall[-1]:.2f} s wall, {cpu[-1]:.2f} s CPU", flush=True)
+    return {"median_s": round(statistics.median(wall), 3), "max_s": round(max(wall), 3),
+            "median_cpu_s": round(statistics.median(cpu), 3), "proven_optimal": f"{proven}/{len(wall)}",
+            "methods": methods, "services": 6, "types_per_service": 12}
+
+
 def main() -> None:
-    """Paper-size and large instances side by side, the cloud tiers, and solve_many."""
+    """Paper-size and large instances side by side, the cloud tiers, fleets, and solve_many."""
     quick = "--quick" in sys.argv
     n = 2 if quick else 5
-    summary: dict = {f"cloud_{label}": cloud(label, range(n)) for label in CLOUD_TIERS}
+    summary: dict = {"fleet_2x3x12": fleet("2x3x12", range(3 if quick else 11)),
+                     "fleet_2x3x12_rough": fleet("2x3x12 rough", range(2 if quick else 5), rough=True)}
+    if "--fleet-only" in sys.argv:
+        print(json.dumps(summary))
+        return
+    summary |= {f"cloud_{label}": cloud(label, range(n)) for label in CLOUD_TIERS}
     summary["solve_many_paper"] = many("paper 10x6x4", 10, 6, 4, [2.0, 4.0, 8.0, 16.0, 32.0], [1, 2, 4, 8, 16, 32])
     summary["solve_many_20x10x16"] = many("20x10x16", 20, 10, 16, [32.0, 64.0], [8, 16, 32])
     if "--cloud-only" in sys.argv:

@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, field_validator
 
-from melange.core import GpuType, MelangeError
+from melange.core import GpuType, MelangeError, Slo
 from melange.fields import PositiveFloat
 from melange.files import read_document
 from melange.optimizer.joint import JointPlan, Shared
@@ -110,6 +110,12 @@ def load_fleet(path: str | Path | None, *, prices: str | None = None) -> Fleet:
 
 def _fleet(spec: FleetSpec, source: Path, prices: str | None) -> Fleet:
     services, model_of, class_of, notes = {}, {}, {}, []
+    for k, entry in enumerate(spec.models):  # every class's SLO alone, before any file is read
+        for j, cls in enumerate(entry.classes or []):
+            try:
+                Slo(**cls.slo.model_dump())
+            except MelangeError as exc:
+                raise MelangeError(f"models[{k}].classes[{j}].{exc}") from None
     for k, entry in enumerate(spec.models):
         doc, base = _scenario_document(entry, source, k)
         model = entry.name or str(doc.get("name") or f"model{k}")

@@ -147,6 +147,8 @@ def print_verdict(out: Console, sc: Scenario, report: PlanReport, max_rounds: in
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Processes for the confirmation runs (same results, less wall time).")
 @click.option("--force", is_flag=True, help="Accept profile files made for another GPU, model, SLO or grid.")
+@click.option("--prices", help="Cloud prices instead of the scenario's: aws, lambda (dated SkyPilot catalog "
+              "snapshots) or a CSV in that format; GPUs the cloud does not sell are left out.")
 @click.option("--fresh", is_flag=True, help="Discard a previous run of other inputs in the -o directory.")
 @click.option("-o", "--output", type=click.Path(file_okay=False),
               help="Directory for plan.json and rounds.jsonl; a re-run resumes from it.")
@@ -157,7 +159,7 @@ def print_verdict(out: Console, sc: Scenario, report: PlanReport, max_rounds: in
                    "band (catalog/calibration.yaml): does it still hold, which buckets fail.")
 @click.pass_context
 def plan(ctx, scenario, normalize, extra, slice_factor, headroom, utilization, time_limit, backend, max_rounds,
-         requests, duration, seed, confirm_runs, baselines, workers, force, fresh, output, plot_dir, sensitivity):
+         requests, duration, seed, confirm_runs, baselines, workers, force, prices, fresh, output, plot_dir, sensitivity):
     """Cheapest GPU mix for SCENARIO (default: built-in) that holds its SLO on fresh simulated traffic."""
     from melange.cli import EXIT_GOAL_MISSED
     from melange.report import console
@@ -168,6 +170,11 @@ def plan(ctx, scenario, normalize, extra, slice_factor, headroom, utilization, t
     check_output(output, "-o", is_dir=True)
     check_output(plot_dir, "--plot", is_dir=True)
     sc = load_scenario(scenario, normalize=normalize, catalog=extra, force=force)
+    price_notes = []
+    if prices:
+        from melange.prices import apply_prices, read_prices
+
+        price_notes = apply_prices(sc, read_prices(prices), prices)
     sc.solve = options_from_flags(sc.solve, slice_factor, headroom, utilization, time_limit, backend)
     opts = {"requests": requests, "duration_s": parse_duration(duration, "--duration") if duration else None,
             "seed": seed,
@@ -176,6 +183,8 @@ def plan(ctx, scenario, normalize, extra, slice_factor, headroom, utilization, t
     settings = None if why_not_validated(sc) else run_settings(sc, requests=requests, duration_s=opts["duration_s"])
     done, checks = store.open(fresh) if store else ([], {})
     out = console()
+    for note in price_notes:
+        out.print(f"price: {note}")
     print_header(out, sc, settings, store, done, checks)
     with out.status("solving and simulating…") as status:
         report = interruptible(plan_cheapest, sc, max_rounds=max_rounds, resume=done, known=checks,

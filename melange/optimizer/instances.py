@@ -38,11 +38,12 @@ def random_instance(rng: np.random.Generator, n_in: int = 10, n_out: int = 6, n_
 
 
 def fleet_instance(rng: np.random.Generator, models: int = 2, classes: int = 3, types: int = 12,
-                   n_in: int = 10, n_out: int = 6, rate: float = 40.0):
+                   n_in: int = 10, n_out: int = 6, rate: float = 40.0, rough: bool = False):
     """Services (model × SLO class), each with the first `types` (GPU × TP 1/2/4/8) instances of
     six GPUs that hold the model's weights, for the joint optimizer. A model k times larger serves 1/k the rate and needs TP >= k
     on the small GPUs; a tighter class serves less, a batch class more. Returns
-    ({service: (workload, gpus, profiles)}, {service: {type: (hardware, GPUs)}})."""
+    ({service: (workload, gpus, profiles)}, {service: {type: (hardware, GPUs)}}). `rough`: each
+    cell ±15 % at random instead of a smooth tilt over sizes (a stress case, not a GPU's shape)."""
     size = np.add.outer(np.arange(n_in), np.arange(n_out)) + 1.0
     hardware = [(f"hw{h}", c, c ** rng.uniform(0.7, 1.0), mem)
                 for h, (c, mem) in enumerate(zip(FLEET_COSTS, (24, 24, 48, 80, 80, 141)))]
@@ -61,7 +62,8 @@ def fleet_instance(rng: np.random.Generator, models: int = 2, classes: int = 3, 
                         continue
                     t = f"{n}x{hw}"
                     # A GPU is better at some sizes than others, smoothly (Mélange's premise).
-                    tilt = size ** rng.uniform(-0.3, 0.3) * rng.uniform(0.95, 1.05, (n_in, n_out))
+                    tilt = (rng.uniform(0.85, 1.15, (n_in, n_out)) if rough else
+                            size ** rng.uniform(-0.3, 0.3) * rng.uniform(0.95, 1.05, (n_in, n_out)))
                     table = base * slack * speed * n ** 0.8 * tilt
                     if slack < 1:  # a tight class: the largest requests only on fast instances
                         table[size > 10 * speed * n ** 0.5] = 0.0

@@ -10,7 +10,9 @@
    more instance of its weakest type while it fails and the limits leave room (`first_holding`).
 4. Against it, **separately**: each model planned alone on a static share of every cap, in
    proportion to what it takes unconstrained (the split a fleet without a joint planner uses),
-   confirmed the same way.
+   confirmed the same way. The answer is the cheaper of the two that held (`method` 'split' when
+   the static split won: the joint MILP plans on capacity calibrated per service, which a split's
+   own calibration can beat).
 Attainment and goodput (req/s that met the SLO) are reported per service (model × class).
 """
 
@@ -26,6 +28,7 @@ from melange.fleet import Fleet, split_caps, sub_fleet
 from melange.optimizer import make_problem
 from melange.optimizer.joint import JointPlan, Shared, solve_joint
 from melange.scenario import Scenario
+from melange.validate.baselines import trim_plan
 from melange.validate.cheapest import calibrated, first_holding, holdout_seeds, plan_cheapest
 from melange.validate.check import Confirmation, run_settings
 
@@ -62,7 +65,7 @@ class FleetReport:
     """The fleet's answer, each service's proof, and what planning them separately costs."""
 
     services: dict[str, ServiceResult]
-    method: str  # separable | joint
+    method: str  # separable | joint | split
     joint: JointPlan | None = None  # the solver's joint plan on calibrated profiles (method 'joint')
     alone: dict[str, ServiceResult] = field(default_factory=dict)  # each planned alone, whole caps
     split: dict[str, ServiceResult] | None = None  # each model alone on its static share of the caps
@@ -135,6 +138,10 @@ def plan_fleet(fleet: Fleet, *, max_rounds: int = 5, requests: int | None = None
             if progress:
                 progress(f"{m}: planning on its share of the caps")
             report.split.update(plan_fleet(sub, compare_split=False, progress=progress, **opts).services)
+        split = _total(report.split)
+        if all(r.held for r in report.split.values()) and split is not None and (
+                not report.held or report.cost is None or split < report.cost - 1e-9):
+            report.services, report.method = report.split, "split"  # the cheapest that held wins
     return report
 
 
@@ -159,7 +166,10 @@ def confirm_within(fleet: Fleet, plans: dict[str, Plan], seed: int | None, confi
         room = _within(sc, fleet.shared.hardware[s], {h: cap - used[h] for h, cap in fleet.shared.caps.items()},
                        counts[s])
         tuning = sc.simulation.seed if seed is None else seed
-        plan, conf = first_holding(room, [plans[s]], run_settings(sc, requests=requests),
+        # The joint MILP's counts rest on capacity calibrated for each service alone: trim them as
+        # plan_cheapest trims its mix (fewer only, so the caps still hold), then the holdout check.
+        trimmed, _, _ = trim_plan(room, plans[s], requests=requests, seed=seed, confirm_runs=confirm_runs)
+        plan, conf = first_holding(room, [trimmed], run_settings(sc, requests=requests),
                                    holdout_seeds(tuning, confirm_runs), workers=workers,
                                    progress=progress and (lambda m, s=s: progress(f"{s}: {m}")))
         if plan is not None:

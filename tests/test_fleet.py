@@ -1,0 +1,282 @@
+"""Several models and SLO classes on one fleet: TP candidates, e2e SLOs, the joint MILP, fleet
+files, prices, and the fleet's plan proven per pool."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from melange.cli import cli
+from melange.core import EngineConfig, MelangeError, SolveOptions, Slo
+from melange.fleet import instance_economics, load_fleet, solve_fleet
+from melange.metrics import slo_met, to_frame
+from melange.optimizer import make_problem, solve_problem
+from melange.optimizer.instances import fleet_instance
+from melange.optimizer.joint import Shared, joint_model, solve_joint
+from melange.perf import load_catalog
+from melange.perf.instances import enumerate_instances
+from melange.prices import apply_prices, read_prices
+from melange.rate_search import slo_bound_s
+from tests.validate_scenarios import STEP
+
+CAT = load_catalog()
+
+
+# --- SLO classes: an e2e limit per request --------------------------------------------------
+
+def test_a_batch_slo_judges_each_request_by_its_whole_latency():
+    slo = Slo(None, e2e_ms=300_000)
+    frame = to_frame(__import__("pandas").DataFrame({
+        "request_id": [0, 1, 2], "arrival_s": [0.0] * 3, "sent_s": [0.0] * 3, "queue_s": [0.0] * 3,
+        "ttft_s": [50.0, 1.0, 1.0], "e2e_s": [299.0, 301.0, np.nan], "input_tokens": [10] * 3,
+        "output_tokens": [100] * 3, "gpu": ["G"] * 3, "instance": [0] * 3, "bucket_in": [0] * 3,
+        "bucket_out": [0] * 3, "error": [None] * 3, "itl_s": [None] * 3}), slo)
+    # A TTFT of 50 s is fine for batch; 301 s is not; an unfinished request never meets it.
+    assert slo_met(frame, slo).tolist() == [True, False, False]
+    assert slo_bound_s(slo, 500) == 300.0
+    assert slo_bound_s(Slo(100, "decode", 3000, e2e_ms=10_000), 500) == 10.0
+
+
+@pytest.mark.parametrize("kwargs, field", [({"tpot_ms": None}, "slo.tpot_ms"),
+                                           ({"tpot_ms": None, "e2e_ms": 1e5, "definition": "mean_itl"}, "slo.tpot_ms"),
+                                           ({"tpot_ms": 50, "e2e_ms": 1e5, "definition": "mean_itl"}, "slo.e2e_ms")])
+def test_an_slo_without_a_limit_is_refused(kwargs, field):
+    with pytest.raises(MelangeError, match=field):
+        Slo(**kwargs)
+
+
+# --- instance types from the catalog ----------------------------------------------------------
+
+def test_tensor_parallel_candidates_follow_memory_heads_and_node_size():
+    engine = EngineConfig(max_model_len=4998, max_num_batched_tokens=2048)
+    big = {c.name: c for c in enumerate_instances(CAT, CAT.model("llama-2-70b"), engine)}
+    assert big["H100"].instance is None and "does not fit" in big["H100"].reason
+    assert big["2xH100"].instance is not None and big["2xH100"].instance.cost == pytest.approx(2 * 7.516)
+    assert big["8xL4"].instance is not None and big["4xL4"].instance is None
+    odd = dataclasses.replace(CAT.model("llama-2-7b"), heads=12, kv_heads=12, name="odd")
+    assert "divide" in {c.name: c for c in enumerate_instances(CAT, odd, engine)}["8xH100"].reason
+    # A KV cache smaller than one longest request is no instance (vLLM would refuse to start).
+    t4 = {c.name: c for c in enumerate_instances(CAT, CAT.model("llama-2-7b"), engine, gpus=["T4"])}
+    assert t4["T4"].instance is None and "KV cache" in t4["T4"].reason and t4["2xT4"].instance is not None
+
+
+def test_a_scenario_expands_its_tensor_parallel_list_and_says_what_it_left_out():
+    fleet = load_fleet("two-models")
+    sc = fleet.services["llama-2-70b"]
+    assert [g.name for g in sc.gpus] == ["8xL4", "8xA10G", "2xA100-80GB", "4xA100-80GB", "8xA100-80GB",
+                                         "2xH100", "4xH100", "8xH100"]
+    assert {g.name: g.gpus for g in sc.gpus}["4xH100"] == 4
+    assert sc.hardware["4xH100"] == "H100" and "H100" in sc.excluded and "4xL4" in sc.excluded
+    assert {g.name: g.cost for g in sc.gpus}["8xH100"] == pytest.approx(8 * 7.516)
+    # Each type alone may not hold more H100s than the shared cap of 16.
+    assert {g.name: g.max_count for g in sc.gpus}["4xH100"] == 4
+    assert sc.step_models["4xH100"].kv_capacity_tokens > sc.step_models["2xH100"].kv_capacity_tokens
+
+
+# --- the joint MILP ---------------------------------------------------------------------------
+
+def _problems(seed: int, **kw):
+    services, hw = fleet_instance(np.random.default_rng(seed), **kw)
+    opts = SolveOptions(slice_factor=4)
+    return {s: make_problem(w, g, p, opts) for s, (w, g, p) in services.items()}, hw, opts
+
+
+def _usage(hw, plans):
+    every = {h for per in hw.values() for h, _ in per.values()}
+    return Shared({h: 10 ** 9 for h in every}, None, hw).used({s: p.counts for s, p in plans.items()})
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), frac=st.floats(0.3, 0.9))
+def test_joint_plan_keeps_the_caps_and_costs_between_the_separable_bound_and_any_split(seed, frac):
+    problems, hw, opts = _problems(seed, models=2, classes=1, types=4, n_in=4, n_out=3)
+    free = solve_joint(problems, Shared({}, None, hw), opts)
+    assert free.method == "separable"
+    assert free.cost == pytest.approx(sum(solve_problem(p, opts).cost for p in problems.values()))
+    used = _usage(hw, free.plans)
+    caps = {h: int(n * frac) for h, n in used.items() if n}
+    shared = Shared(caps, None, hw)
+    try:
+        joint = solve_joint(problems, shared, opts)
+    except MelangeError as exc:
+        assert "infeasible" in str(exc)
+        return
+    assert not shared.broken(joint.counts(), joint.cost)
+    assert joint.status == "optimal" and joint.cost >= free.cost - 1e-6
+    # Any static split of the caps between the services is a restriction of the joint model.
+    names = list(problems)
+    half = {h: c // 2 for h, c in caps.items()}
+    split = 0.0
+    for k, s in enumerate(names):
+        mine = half if k == 0 else {h: c - half[h] for h, c in caps.items()}
+        try:
+            split += solve_joint({s: problems[s]}, Shared(mine, None, hw), opts).cost
+        except MelangeError:
+            return  # this split cannot serve one of them: nothing to compare
+    assert joint.cost <= split + 1e-6
+
+
+def test_joint_optimum_equals_the_whole_sliced_milp_solved_to_the_end():
+    problems, hw, opts = _problems(7, models=2, classes=1, types=4, n_in=3, n_out=2)
+    used = _usage(hw, solve_joint(problems, Shared({}, None, hw), opts).plans)
+    top = max(used, key=lambda h: used[h])
+    caps = {top: used[top] - 2}  # binds: the optimum must move some traffic elsewhere
+    joint = solve_joint(problems, Shared(caps, None, hw), opts)
+    m, _ = joint_model(problems, Shared(caps, None, hw), 4, "highs", 0.0, {s: 0.0 for s in problems})
+    m.optimize(max_seconds=120)
+    assert joint.status == "optimal"
+    assert joint.cost == pytest.approx(m.objective_value, abs=1e-6)
+
+
+def test_a_budget_below_the_cheapest_fleet_is_one_line_naming_it():
+    problems, hw, opts = _problems(3, models=1, classes=2, types=3, n_in=3, n_out=2)
+    free = solve_joint(problems, Shared({}, None, hw), opts)
+    with pytest.raises(MelangeError, match=r"over budget \$1/h"):
+        solve_joint(problems, Shared({}, 1.0, hw), opts)
+    assert solve_joint(problems, Shared({}, free.cost + 1, hw), opts).cost == pytest.approx(free.cost)
+
+
+# --- fleet files --------------------------------------------------------------------------------
+
+def test_the_built_in_fleet_shares_16_h100s_and_the_joint_plan_beats_a_static_split():
+    solved = solve_fleet(load_fleet(None))
+    joint = solved.joint
+    assert joint.method == "joint" and joint.status == "optimal"
+    h100 = Shared({"H100": 16}, None, load_fleet(None).shared.hardware).used(joint.counts())["H100"]
+    assert h100 <= 16
+    assert joint.separable_cost <= joint.cost < solved.split_cost
+    # The TP degree is chosen: 70B runs on H100s of more than one degree, never on one GPU.
+    tps = {t for t, n in joint.plans["llama-2-70b"].counts.items() if n}
+    assert tps and all(t.split("x")[0] in {"2", "4", "8"} for t in tps)
+
+
+def _fleet_file(tmp_path, doc: dict) -> str:
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return str(path)
+
+
+def _service(rate: float, gpus: list[dict]) -> dict:
+    return {"grid": {"input_edges": [1, 200], "output_edges": [10, 60]},
+            "workload": {"rate": rate, "distribution": [[1.0]]},
+            "slo": {"tpot_ms": 60, "attainment": 0.95},
+            "gpus": gpus, "solver": {"slice_factor": 4},
+            "simulation": {"requests": 1500, "seed": 3, "warmup_s": 5}}
+
+
+G = {"name": "G", "cost": 1.0, "profile": [[19.5]], "step_time": STEP, "engine": {"max_num_seqs": 32}}
+P = {**G, "name": "P", "cost": 3.0}
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"caps": {"H200": 4}}, "caps.H200"),
+    ({"models": [{"scenario": "nope.yaml"}]}, "models[0].scenario"),
+    ({"models": [{"scenario": "llama-2-7b-chat.yaml",
+                  "classes": [{"name": "a", "share": 0.5, "slo": {"tpot_ms": 50}}]}]}, "models.0.classes"),
+    ({"budget": -1}, "budget"),
+    ({"colour": "red"}, "colour"),
+])
+def test_bad_fleet_files_are_one_line_naming_the_field(tmp_path, change, field):
+    import shutil
+
+    from melange.fleet import BUILTIN_FLEETS
+
+    for f in BUILTIN_FLEETS.glob("*.yaml"):
+        shutil.copy(f, tmp_path / f.name)
+    doc = {**yaml.safe_load((BUILTIN_FLEETS / "two-models.yaml").read_text()), **change}
+    result = CliRunner().invoke(cli, ["fleet", _fleet_file(tmp_path, doc), "--solve-only"])
+    assert result.exit_code == 2, result.output
+    assert field.replace(".0.", "[0].") in result.output.replace(".0.", "[0].") or field in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_classes_split_a_models_rate_each_with_its_slo_and_profiles(tmp_path):
+    doc = {"models": [{"name": "m", "scenario": _service(40, [G, P]), "classes": [
+        {"name": "chat", "share": 0.25, "slo": {"tpot_ms": 60, "attainment": 0.95}},
+        {"name": "batch", "share": 0.75, "slo": {"e2e_ms": 60000, "attainment": 0.9}}]}]}
+    fleet = load_fleet(_fleet_file(tmp_path, doc))
+    assert list(fleet.services) == ["m/chat", "m/batch"]
+    assert fleet.services["m/chat"].workload.rate == pytest.approx(10)
+    assert fleet.services["m/batch"].slo == Slo(None, e2e_ms=60000, attainment=0.9)
+    assert fleet.class_of["m/batch"] == "batch" and fleet.models() == ["m"]
+
+
+def test_plan_fleet_proves_each_pool_and_the_joint_plan_keeps_the_shared_cap(tmp_path):
+    from melange.validate.fleet import plan_fleet
+
+    # Each model alone wants 3 G (40 req/s at 19.5 each); only 3 G exist for both: one model
+    # must take the dearer P.
+    doc = {"caps": {"G": 3}, "models": [{"name": "a", "scenario": _service(40, [G, P])},
+                                        {"name": "b", "scenario": _service(40, [G, P])}]}
+    fleet = load_fleet(_fleet_file(tmp_path, doc))
+    report = plan_fleet(fleet, max_rounds=2, requests=1500)
+    assert report.method == "joint" and report.broken and not report.broken_after
+    assert report.held
+    used = fleet.shared.used({s: r.plan.counts for s, r in report.services.items()})
+    assert used["G"] <= 3
+    for r in report.services.values():
+        assert r.confirmation.attainment >= 0.95 and r.goodput == pytest.approx(40 * r.confirmation.attainment)
+    assert report.cost <= report.to_dict()["split_cost"] + 1e-9
+
+
+def test_instance_economics_ranks_types_by_dollars_per_request_rate():
+    sc = load_fleet(None).services["llama-2-7b"]
+    ranked = instance_economics(sc)
+    assert [e["per_rate"] for e in ranked] == sorted(e["per_rate"] for e in ranked)
+    d = sc.workload.distribution
+    e = ranked[0]
+    cap = sc.profiles[e["type"]].max_rate
+    assert e["rate"] == pytest.approx(1 / np.sum(d[d > 0] / cap[d > 0]))
+
+
+# --- prices ---------------------------------------------------------------------------------
+
+def test_price_snapshots_give_a_price_per_gpu_and_tell_sxm_from_pcie():
+    aws, lam = read_prices("aws"), read_prices("lambda")
+    assert aws["H100"].instance_type == "p5.48xlarge" and aws["H100"].per_gpu == pytest.approx(98.32 / 8)
+    assert lam["H100-PCIe"].per_gpu < lam["H100"].per_gpu  # Lambda's PCIe card is not the SXM price
+    assert "A100-80GB" not in aws and "A100-80GB-SXM" in aws  # AWS rents only the SXM module
+    assert "L4" not in lam
+
+
+def test_apply_prices_reprices_by_gpu_count_and_drops_what_the_cloud_does_not_sell():
+    fleet = load_fleet("two-models", prices="lambda")
+    sc = fleet.services["llama-2-70b"]
+    lam = read_prices("lambda")
+    assert {g.name: g.cost for g in sc.gpus}["8xH100"] == pytest.approx(8 * lam["H100"].per_gpu, rel=1e-6)
+    assert not any("L4" in g.name or "A100-80GB" == g.name for g in sc.gpus)
+    assert any("does not sell" in n for n in fleet.notes)
+    small = fleet.services["llama-2-7b"]
+    assert [g.name for g in small.gpus] == ["H100"] and set(small.profiles) == {"H100"}
+    with pytest.raises(MelangeError, match="--prices"):
+        read_prices("gcp-2031")
+
+
+def test_a_price_csv_with_a_bad_row_is_one_line(tmp_path):
+    bad = tmp_path / "p.csv"
+    bad.write_text("accelerator,count,instance_type,region,price,spot_price\nH100,eight,x,r,9,\n")
+    with pytest.raises(MelangeError, match="line 2"):
+        read_prices(str(bad))
+    sky = tmp_path / "vms.csv"  # SkyPilot's own column names read too
+    sky.write_text("InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,Price,Region,GpuInfo,SpotPrice\n"
+                   "p5.48xlarge,H100,8,192,2048,80.0,us-east-1,,\nm5.large,,,2,8,0.1,us-east-1,,\n")
+    assert read_prices(str(sky))["H100"].per_gpu == pytest.approx(10.0)
+
+
+# --- the CLI ---------------------------------------------------------------------------------
+
+def test_fleet_solve_only_prints_the_joint_plan_the_split_and_writes_json(tmp_path):
+    out = tmp_path / "fleet.json"
+    result = CliRunner().invoke(cli, ["fleet", "--solve-only", "-o", str(out)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "static share of the caps" in result.output and "saves" in result.output
+    assert "weights do not fit" in result.output
+    doc = json.loads(out.read_text())
+    assert doc["method"] == "joint" and doc["status"] == "optimal"
