@@ -8,8 +8,10 @@
 3. `chat-batch` (Llama-2-7B, an interactive class and a batch class): the joint plan against
    planning all of the traffic at the interactive SLO.
 
-Run: nice python benchmarks/fleet.py [--quick] [--save docs/fleet_benchmark.json]
-Prints one line per result, then one JSON object as the last line.
+Run: nice python benchmarks/fleet.py [--quick] [--part two_models|tp_choice|chat_batch]
+      [--save docs/fleet_benchmark.json]
+Prints one line per result, then one JSON object as the last line; --save merges the parts run
+into the file (so parts can run apart).
 """
 
 from __future__ import annotations
@@ -95,12 +97,15 @@ def main() -> None:
     """Every step, then the JSON summary (saved with --save PATH)."""
     quick = "--quick" in sys.argv
     requests = 2000 if quick else None
-    summary = {"two_models": two_models(requests),
-               "tp_choice": tp_choice(requests, TP_RATES[:1] if quick else TP_RATES),
-               "chat_batch": chat_batch(requests)}
+    parts = {"two_models": lambda: two_models(requests),
+             "tp_choice": lambda: tp_choice(requests, TP_RATES[:1] if quick else TP_RATES),
+             "chat_batch": lambda: chat_batch(requests)}
+    only = sys.argv[sys.argv.index("--part") + 1] if "--part" in sys.argv else None
+    summary = {name: run() for name, run in parts.items() if only in (None, name)}
     if "--save" in sys.argv:
         path = ROOT / sys.argv[sys.argv.index("--save") + 1]
-        path.write_text(json.dumps(summary, indent=1) + "\n")
+        saved = json.loads(path.read_text()) if path.is_file() else {}
+        path.write_text(json.dumps({**saved, **summary}, indent=1) + "\n")
     print(json.dumps(summary))
 
 
