@@ -223,7 +223,7 @@ def test_plan_fleet_proves_each_pool_and_the_joint_plan_keeps_the_shared_cap(tmp
     assert used["G"] <= 3
     for r in report.services.values():
         assert r.confirmation.attainment >= 0.95 and r.goodput == pytest.approx(40 * r.confirmation.attainment)
-    assert report.cost <= report.to_dict()["split_cost"] + 1e-9
+    assert report.cost <= report.to_dict()["split_cost"] + 1e-9 and set(report.sources) == {"a", "b"}
 
 
 def test_instance_economics_ranks_types_by_dollars_per_request_rate():

@@ -135,6 +135,9 @@ def fleet(ctx, fleet_file, prices, solve_only, max_rounds, requests, seed, confi
                                progress=status.update)
     out.print(economics_table(fl, {s: r.plan for s, r in report.services.items()}))
     out.print(results_table(f"Fleet plan ({report.method})", report.services))
+    if report.sources:
+        out.print("each service's answer is its cheapest held plan that keeps the shared limits: " +
+                  "; ".join(f"{s} from {src}" for s, src in report.sources.items()))
     for m in fl.models():
         cost = [r.plan.cost for s, r in report.services.items() if fl.model_of[s] == m and r.plan]
         out.print(f"{m}: ${sum(cost):.3f}/h")

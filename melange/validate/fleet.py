@@ -5,14 +5,15 @@
    count within what the shared caps allow it alone.
 2. If those answers together keep every shared cap and the budget, they are the fleet's answer:
    services share no instance, so nothing cheaper holds (`method` 'separable').
-3. Otherwise the joint MILP (optimizer/joint.py) on every service's *calibrated* profiles picks
-   the counts under the limits; then each service's plan is confirmed on its holdout seeds, one
-   more instance of its weakest type while it fails and the limits leave room (`first_holding`).
-4. Against it, **separately**: each model planned alone on a static share of every cap, in
-   proportion to what it takes unconstrained (the split a fleet without a joint planner uses),
-   confirmed the same way. The answer is the cheaper of the two that held (`method` 'split' when
-   the static split won: the joint MILP plans on capacity calibrated per service, which a split's
-   own calibration can beat).
+3. Otherwise more held plans per service are examined (`method` 'joint'):
+   - the joint MILP (optimizer/joint.py) on every service's *calibrated* profiles, under the
+     limits; each service's share trimmed and confirmed on its holdout seeds, one more instance
+     of its weakest type while it fails and the caps leave room;
+   - each service that held a capped GPU, planned again without the capped GPUs;
+   - each model on a static share of every cap, in proportion to what it takes unconstrained
+     (the split a fleet without a joint planner uses; `split`).
+   Pools share nothing, so any held plans together hold: the answer is the cheapest choice of
+   one held plan per service that keeps the limits (`cheapest_within`), never above the split.
 Attainment and goodput (req/s that met the SLO) are reported per service (model × class).
 """
 
@@ -72,6 +73,8 @@ class FleetReport:
     split_caps: dict[str, dict[str, int]] | None = None  # model -> hardware -> GPUs
     broken: list[str] = field(default_factory=list)  # limits the alone plans break together
     broken_after: list[str] = field(default_factory=list)  # limits the confirmed plans break (should be none)
+    sources: dict[str, str] = field(default_factory=dict)  # service -> which candidate its answer is
+    candidates: dict[str, list] = field(default_factory=dict)  # service -> [(source, result dict)]
 
     @property
     def held(self) -> bool:
@@ -86,7 +89,7 @@ class FleetReport:
     def to_dict(self) -> dict:
         """JSON-ready form."""
         return {"held": self.held, "cost": self.cost, "method": self.method, "broken": self.broken,
-                "broken_after": self.broken_after,
+                "broken_after": self.broken_after, "sources": self.sources, "candidates": self.candidates,
                 "services": {s: r.to_dict() for s, r in self.services.items()},
                 "alone": {s: r.to_dict() for s, r in self.alone.items()}, "alone_cost": _total(self.alone),
                 "split": None if self.split is None else {s: r.to_dict() for s, r in self.split.items()},
@@ -128,6 +131,14 @@ def plan_fleet(fleet: Fleet, *, max_rounds: int = 5, requests: int | None = None
     if all(p is not None for p in final.values()):
         report.broken_after = fleet.shared.broken({s: p.counts for s, p in final.items()},
                                                   sum(p.cost for p in final.values()))
+    candidates = {s: [("alone", alone[s]), ("joint MILP", results[s])] for s in fleet.services}
+    for s, sc in fleet.services.items():  # each service that holds a capped GPU, planned without one
+        bare = _without_capped(sc, fleet.shared.hardware[s], set(fleet.shared.caps))
+        if bare is not None and fleet.shared.used({s: plans[s].counts}) and any(fleet.shared.used({s: plans[s].counts}).values()):
+            if progress:
+                progress(f"{s}: planning without {', '.join(fleet.shared.caps)}")
+            r = plan_cheapest(bare, **opts)
+            candidates[s].append((f"without {', '.join(fleet.shared.caps)}", ServiceResult(r.best, r.validation, bare.workload.rate)))
     if compare_split:
         report.split_caps = split_caps(fleet, plans)
         report.split = {}
@@ -138,11 +149,45 @@ def plan_fleet(fleet: Fleet, *, max_rounds: int = 5, requests: int | None = None
             if progress:
                 progress(f"{m}: planning on its share of the caps")
             report.split.update(plan_fleet(sub, compare_split=False, progress=progress, **opts).services)
-        split = _total(report.split)
-        if all(r.held for r in report.split.values()) and split is not None and (
-                not report.held or report.cost is None or split < report.cost - 1e-9):
-            report.services, report.method = report.split, "split"  # the cheapest that held wins
+        for s, r in report.split.items():
+            candidates[s].append(("split", r))
+    report.services, report.sources = cheapest_within(fleet.shared, candidates)
+    report.candidates = {s: [(src, r.to_dict()) for src, r in c] for s, c in candidates.items()}
+    final = {s: r.plan for s, r in report.services.items()}
+    if all(p is not None for p in final.values()):
+        report.broken_after = fleet.shared.broken({s: p.counts for s, p in final.items()},
+                                                  sum(p.cost for p in final.values()))
     return report
+
+
+def cheapest_within(shared: Shared, candidates: dict[str, list[tuple[str, ServiceResult]]]):
+    """The cheapest choice of one held plan per service that keeps the shared limits: pools share
+    nothing, so any held plans together hold. Returns ({service: result}, {service: source});
+    the joint MILP's own results (held or not) when no combination fits."""
+    import itertools
+
+    names = list(candidates)
+    held = [[(src, r) for src, r in candidates[s] if r.held] for s in names]
+    best, best_cost = None, math.inf
+    for combo in itertools.product(*held):
+        counts = {s: r.plan.counts for s, (_, r) in zip(names, combo)}
+        cost = sum(r.plan.cost for _, r in combo)
+        if cost < best_cost - 1e-9 and not shared.broken(counts, cost):
+            best, best_cost = combo, cost
+    if best is None:
+        return ({s: dict(candidates[s])["joint MILP"] for s in names}, {s: "joint MILP" for s in names})
+    return ({s: r for s, (_, r) in zip(names, best)}, {s: src for s, (src, _) in zip(names, best)})
+
+
+def _without_capped(sc: Scenario, hardware: dict[str, tuple[str, int]], capped: set[str]) -> Scenario | None:
+    """`sc` without its types on capped hardware (None if that leaves nothing)."""
+    keep = [g for g in sc.gpus if hardware[g.name][0] not in capped]
+    if not keep or len(keep) == len(sc.gpus):
+        return None
+    out = copy(sc)
+    out.gpus = keep
+    out.profiles = {g.name: sc.profiles[g.name] for g in keep if g.name in sc.profiles}
+    return out
 
 
 def _options(fleet: Fleet) -> SolveOptions:
