@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from melange.fleet import load_fleet, solve_fleet  # noqa: E402
+from melange.fleet import BUILTIN_FLEETS, load_fleet, solve_fleet  # noqa: E402
 from melange.scenario import load_scenario  # noqa: E402
 from melange.validate import plan_cheapest  # noqa: E402
 from melange.validate.fleet import plan_fleet  # noqa: E402
@@ -59,7 +59,7 @@ def two_models(requests: int | None) -> dict:
 
 def tp_choice(requests: int | None, rates) -> list[dict]:
     """Step 2 of the module docstring."""
-    base = load_scenario("fleets/llama-2-70b-chat.yaml")
+    base = load_scenario(BUILTIN_FLEETS / "llama-2-70b-chat.yaml")
     out = []
     for rate in rates:
         row = {"rate": rate}
