@@ -2,7 +2,7 @@
 cloud-scale tiers (20x10 buckets x 16 types, 40x20 x 24, slice factor 32), solve_many, and joint
 fleets (2 models x 3 SLO classes x 12 instance types under shared GPU caps).
 
-Run: nice python benchmarks/solver.py [--quick] [--cloud-only] [--fleet-only]
+Run: nice python benchmarks/solver.py [--quick] [--cloud-only] [--fleet-only [--save docs/solver_fleet.json]]
 Prints one line per instance, then a JSON summary as the last line. Times are wall seconds and
 this process's CPU seconds (the CPU figure is the fairer one on a shared machine).
 """
@@ -29,6 +29,7 @@ from melange.optimizer.joint import Shared, solve_joint  # noqa: E402
 from tests.per_slice import build_per_slice  # noqa: E402
 
 PER_SLICE_LIMIT_S = 60.0
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def timed(model: mip.Model, limit: float) -> tuple[float, float | None, bool]:
@@ -137,6 +138,8 @@ def main() -> None:
     summary: dict = {"fleet_2x3x12": fleet("2x3x12", range(3 if quick else 11)),
                      "fleet_2x3x12_rough": fleet("2x3x12 rough", range(2 if quick else 5), rough=True)}
     if "--fleet-only" in sys.argv:
+        if "--save" in sys.argv:  # the README's fleet-solver line (scripts/readme_figures.py)
+            (ROOT / sys.argv[sys.argv.index("--save") + 1]).write_text(json.dumps(summary, indent=1) + "\n")
         print(json.dumps(summary))
         return
     summary |= {f"cloud_{label}": cloud(label, range(n)) for label in CLOUD_TIERS}
