@@ -371,6 +371,8 @@ def scenario_from_document(data: dict[str, Any], source: Path, *, normalize: boo
                            catalog: tuple[str, ...] = (), force: bool = False) -> Scenario:
     """Validate a parsed scenario document; relative file names resolve beside `source`."""
     is_seed = "gpu_info" in data or "workload_distribution" in data
+    if isinstance(data, dict) and "models" in data and "workload" not in data:
+        raise MelangeError(f"{source.name}: a fleet file (it lists models), not a scenario: run melange fleet {source}")
     try:
         if is_seed:
             return _from_seed(SeedSpec.model_validate(data), normalize, source)

@@ -280,3 +280,26 @@ def test_fleet_solve_only_prints_the_joint_plan_the_split_and_writes_json(tmp_pa
     assert "weights do not fit" in result.output
     doc = json.loads(out.read_text())
     assert doc["method"] == "joint" and doc["status"] == "optimal"
+
+
+def test_plan_on_a_fleet_file_says_to_run_fleet_and_tp_needs_a_catalog_gpu(tmp_path):
+    from melange.fleet import BUILTIN_FLEETS
+
+    result = CliRunner().invoke(cli, ["solve", str(BUILTIN_FLEETS / "two-models.yaml")])
+    assert result.exit_code == 2 and "melange fleet" in result.output
+    doc = _service(4, [{**G, "tensor_parallel": [1, 2]}])
+    path = tmp_path / "tp.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    result = CliRunner().invoke(cli, ["solve", str(path)])
+    assert result.exit_code == 2 and "tensor_parallel" in result.output and "catalog" in result.output
+
+
+def test_a_missing_profile_of_an_expanded_type_names_the_file(tmp_path):
+    doc = {"models": [{"scenario": {
+        "model": "llama-2-7b", "workload": {"rate": 4, "distribution": [[1.0]]},
+        "grid": {"input_edges": [1, 100], "output_edges": [1, 50]},
+        "slo": {"tpot_ms": 100, "definition": "decode", "ttft_ms": 3000},
+        "gpus": [{"name": "H100", "catalog": "H100", "step_time": "roofline", "tensor_parallel": [1, 2],
+                  "profile": "profiles/none/{gpu}.yaml"}]}}]}
+    with pytest.raises(MelangeError, match=r"gpus\[H100\]\.profile: file profiles/none/H100\.yaml not found"):
+        load_fleet(_fleet_file(tmp_path, doc))
