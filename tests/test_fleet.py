@@ -75,8 +75,8 @@ def test_a_scenario_expands_its_tensor_parallel_list_and_says_what_it_left_out()
     assert {g.name: g.gpus for g in sc.gpus}["4xH100"] == 4
     assert sc.hardware["4xH100"] == "H100" and "H100" in sc.excluded and "4xL4" in sc.excluded
     assert {g.name: g.cost for g in sc.gpus}["8xH100"] == pytest.approx(8 * 7.516)
-    # Each type alone may not hold more H100s than the shared cap of 16.
-    assert {g.name: g.max_count for g in sc.gpus}["4xH100"] == 4
+    # Each type alone may not hold more H100s than the shared cap of 12.
+    assert {g.name: g.max_count for g in sc.gpus}["4xH100"] == 3
     assert sc.step_models["4xH100"].kv_capacity_tokens > sc.step_models["2xH100"].kv_capacity_tokens
 
 
