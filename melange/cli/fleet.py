@@ -64,6 +64,31 @@ def economics_table(fleet, plans: dict):
     return table
 
 
+def why_lines(fleet, plans: dict) -> list[str]:
+    """One line per service: the instance types chosen and why (the cheapest per req/s of its mix
+    at its SLO, by its profiles), e.g. 'llama-2-70b on 1×8xH100: 8xH100 is the cheapest per req/s'."""
+    from melange.fleet import instance_economics
+
+    lines = []
+    for s, sc in fleet.services.items():
+        plan = plans.get(s)
+        if plan is None:
+            continue
+        ranked = [e for e in instance_economics(sc) if e["serves_all"]]
+        chosen = [g for g, n in plan.counts.items() if n]
+        if not ranked or not chosen:
+            continue
+        best = ranked[0]
+        why = (f"{best['type']} is the cheapest per req/s of this mix at this SLO "
+               f"(${best['per_rate']:.2f}/h per req/s, {best['rate']:.3g} req/s an instance)")
+        if best["type"] not in chosen:
+            why += "; the shared caps or the buckets' split chose otherwise"
+        elif len(chosen) > 1:
+            why += "; the others carry the buckets they serve for less, or the rest under the caps"
+        lines.append(f"{s} on {_counts(plan.counts)}: {why}")
+    return lines
+
+
 def results_table(title: str, results: dict):
     """One row per service: counts, $/h, attainment on fresh seeds, goodput, held."""
     from rich.table import Table
@@ -114,8 +139,8 @@ def fleet(ctx, fleet_file, prices, solve_only, max_rounds, requests, seed, confi
         solved = solve_fleet(fl, split=not no_split)
         joint = solved.joint
         out.print(economics_table(fl, joint.plans))
-        for s, p in joint.plans.items():
-            out.print(f"{s}: {_counts(p.counts)}  ${p.cost:.3f}/h")
+        for line in why_lines(fl, joint.plans):
+            out.print(line)
         out.print(f"fleet: ${joint.cost:.3f}/h ({joint.status}, {joint.method}, gap {joint.gap:.2%}, "
                   f"{joint.solve_time_s:.2f} s); each service alone, ignoring the caps: ${joint.separable_cost:.3f}/h")
         if solved.split is not None:
@@ -134,6 +159,8 @@ def fleet(ctx, fleet_file, prices, solve_only, max_rounds, requests, seed, confi
                                confirm_runs=confirm_runs, workers=workers, compare_split=not no_split,
                                progress=status.update)
     out.print(economics_table(fl, {s: r.plan for s, r in report.services.items()}))
+    for line in why_lines(fl, {s: r.plan for s, r in report.services.items()}):
+        out.print(line)
     out.print(results_table(f"Fleet plan ({report.method})", report.services))
     if report.sources:
         out.print("each service's answer is its cheapest held plan that keeps the shared limits: " +
