@@ -68,7 +68,7 @@ class JointPlan:
     cost: float
     status: str  # optimal | feasible
     bound: float
-    method: str  # separable | joint
+    method: str  # separable | joint | joint-sliced | greedy (the start was not beaten in time)
     solve_time_s: float
     separable_cost: float  # sum of each service's own optimum (a lower bound)
 
@@ -88,8 +88,10 @@ class JointPlan:
                 "plans": {s: p.to_dict() for s, p in self.plans.items()}}
 
 
-def solve_joint(problems: dict[str, Problem], shared: Shared, options: SolveOptions) -> JointPlan:
-    """The cheapest fleet for every service under the shared limits (module docstring)."""
+def solve_joint(problems: dict[str, Problem], shared: Shared, options: SolveOptions,
+                warm: bool = True) -> JointPlan:
+    """The cheapest fleet for every service under the shared limits (module docstring); `warm`:
+    start HiGHS from the greedy fleet (`greedy`, which solves one service at a time without it)."""
     start = time.perf_counter()
     check_shared(problems, shared)
     alone = {s: solve_problem(p, options) for s, p in problems.items()}
@@ -111,6 +113,9 @@ def solve_joint(problems: dict[str, Problem], shared: Shared, options: SolveOpti
     floors = {s: p.bound if p.bound is not None else p.cost for s, p in alone.items() if s in coupled}
     bound_coupled = sum(floors.values())
     m, blocks = joint_model(coupled, spare, "continuous", options.backend, bound_coupled, floors)
+    first = greedy(coupled, spare, replace(options, time_limit_s=max(left() / 4, 0.05))) if warm else None
+    if first is not None:  # HiGHS starts from it: a hard case's time limit never ends worse
+        m.start = start_values(coupled, blocks, first, "continuous")
     status = optimize(m, max(left(), 0.05))
     if status in (mip.OptimizationStatus.INFEASIBLE, mip.OptimizationStatus.INT_INFEASIBLE):
         raise MelangeError(explain(problems, shared, cost))
@@ -123,6 +128,8 @@ def solve_joint(problems: dict[str, Problem], shared: Shared, options: SolveOpti
         m, blocks = joint_model(coupled, spare, options.slice_factor, options.backend, bound_coupled, floors)
         plans, found = _run(m, coupled, blocks, options.slice_factor, left(), options.backend, spare)
         bound_coupled = max(bound_coupled, found)
+    if first is not None and (plans is None or sum(p.cost for p in first.values()) < sum(p.cost for p in plans.values())):
+        plans, method = first, "greedy"
     if plans is None:
         raise MelangeError(explain(problems, shared, cost))
     plans = {s: fixed[s] if s in fixed else plans[s] for s in problems}  # in the services' order
@@ -130,6 +137,38 @@ def solve_joint(problems: dict[str, Problem], shared: Shared, options: SolveOpti
     total = sum(p.cost for p in plans.values())
     status = "optimal" if total <= bound + PROVEN_ABS + 1e-9 * total else "feasible"
     return JointPlan(plans, total, status, min(bound, total), method, time.perf_counter() - start, cost)
+
+
+def greedy(problems: dict[str, Problem], shared: Shared, options: SolveOptions) -> dict[str, Plan] | None:
+    """Services one after another, the costliest first, each the cheapest under what the ones
+    before it left of the caps and the budget: a feasible start (None if one finds no room)."""
+    start = time.perf_counter()
+    caps, budget, plans = dict(shared.caps), shared.budget, {}
+    order = sorted(problems, key=lambda s: -float(np.dot(problems[s].rate, 1.0 / np.maximum(problems[s].cap.max(axis=1), 1e-9))))
+    for s in order:
+        limit = options.time_limit_s - (time.perf_counter() - start)
+        if limit <= 0:
+            return None
+        try:
+            plans[s] = solve_joint({s: problems[s]}, Shared(caps, budget, {s: shared.hardware[s]}),
+                                   replace(options, time_limit_s=limit), warm=False).plans[s]
+        except MelangeError:
+            return None
+        for h, n in shared.used({s: plans[s].counts}).items():
+            caps[h] -= n
+        budget = None if budget is None else budget - plans[s].cost
+    return {s: plans[s] for s in problems}
+
+
+def start_values(problems: dict[str, Problem], blocks: dict, plans: dict[str, Plan], S: int | str) -> list:
+    """(variable, value) pairs of `plans` in the joint model's blocks (shares, or slices of S)."""
+    out = []
+    for s, p in problems.items():
+        n, x = blocks[s]
+        out += [(n[g], float(plans[s].counts[t.name])) for g, t in enumerate(p.gpus)]
+        scale = 1 if S == "continuous" else int(S)
+        out += [(var, float(plans[s].share[p.gpus[g].name][p.buckets[b]]) * scale) for (b, g), var in x.items()]
+    return out
 
 
 def joint_model(problems: dict[str, Problem], shared: Shared, S: int | str, backend: str, floor: float,
