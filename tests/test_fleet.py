@@ -303,3 +303,22 @@ def test_a_missing_profile_of_an_expanded_type_names_the_file(tmp_path):
                   "profile": "profiles/none/{gpu}.yaml"}]}}]}
     with pytest.raises(MelangeError, match=r"gpus\[H100\]\.profile: file profiles/none/H100\.yaml not found"):
         load_fleet(_fleet_file(tmp_path, doc))
+
+
+def test_an_interrupted_fleet_resumes_from_its_log_without_planning_again(tmp_path, monkeypatch):
+    from melange.validate import fleet as fleet_mod
+
+    doc = {"caps": {"G": 3}, "models": [{"name": "a", "scenario": _service(40, [G, P])},
+                                        {"name": "b", "scenario": _service(40, [G, P])}]}
+    fl = load_fleet(_fleet_file(tmp_path, doc))
+    log = tmp_path / "fleet.services.jsonl"
+    first = fleet_mod.plan_fleet(fl, max_rounds=2, requests=1500, log=log)
+    lines = log.read_text().splitlines()
+    assert len(lines) >= 2 and all(json.loads(x)["key"] for x in lines)
+    log.write_text("\n".join(lines) + '\n{"key": "cut sh')  # a line cut short by a kill is ignored
+    calls = []
+    real = fleet_mod.plan_cheapest
+    monkeypatch.setattr(fleet_mod, "plan_cheapest", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = fleet_mod.plan_fleet(load_fleet(_fleet_file(tmp_path, doc)), max_rounds=2, requests=1500, log=log)
+    assert calls == []  # every per-service answer came from the log
+    assert again.cost == pytest.approx(first.cost) and again.held

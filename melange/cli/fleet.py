@@ -117,7 +117,9 @@ def results_table(title: str, results: dict):
 @click.option("--confirm", "confirm_runs", type=click.IntRange(1, 20), default=2, show_default=True)
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option("--no-split", is_flag=True, help="Skip planning each model on a static share of the caps.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report as JSON here.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Write the report as JSON here; each service's answer is logged beside it as it finishes "
+                   "(OUTPUT.services.jsonl) and a re-run of the same inputs resumes from it.")
 @click.pass_context
 def fleet(ctx, fleet_file, prices, solve_only, max_rounds, requests, seed, confirm_runs, workers, no_split, output):
     """Cheapest fleet for several models and SLO classes (FLEET_FILE, default: built-in two-models)
@@ -152,12 +154,17 @@ def fleet(ctx, fleet_file, prices, solve_only, max_rounds, requests, seed, confi
         if output:
             atomic_write_text(output, json.dumps(joint.to_dict(), indent=1))
         return
+    from pathlib import Path
+
     from melange.validate.fleet import plan_fleet
 
+    log = None if output is None else Path(output).with_suffix(".services.jsonl")
+    if log is not None and log.is_file():
+        out.print(f"resuming from {log}: each service answer of the same inputs there is read back")
     with out.status("planning…") as status:
         report = interruptible(plan_fleet, fl, max_rounds=max_rounds, requests=requests, seed=seed,
                                confirm_runs=confirm_runs, workers=workers, compare_split=not no_split,
-                               progress=status.update)
+                               progress=status.update, log=log)
     out.print(economics_table(fl, {s: r.plan for s, r in report.services.items()}))
     for line in why_lines(fl, {s: r.plan for s, r in report.services.items()}):
         out.print(line)

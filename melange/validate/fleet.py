@@ -19,10 +19,13 @@ Attainment and goodput (req/s that met the SLO) are reported per service (model 
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Callable
 from copy import copy
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from melange.core import Plan, SolveOptions
 from melange.fleet import Fleet, split_caps, sub_fleet
@@ -32,6 +35,7 @@ from melange.scenario import Scenario
 from melange.validate.baselines import trim_plan
 from melange.validate.cheapest import calibrated, first_holding, holdout_seeds, plan_cheapest
 from melange.validate.check import Confirmation, run_settings
+from melange.validate.store import inputs_hash
 
 
 @dataclass
@@ -103,19 +107,57 @@ def _total(results: dict[str, ServiceResult]) -> float | None:
     return sum(r.plan.cost for r in results.values())
 
 
+class Planned:
+    """plan_cheapest per scenario, each answer logged as it finishes (`log`, JSON lines keyed by
+    the scenario's inputs hash) and read back on a re-run: an interrupted fleet keeps its work.
+    A resumed answer has no calibration: the joint MILP then plans that service on its profiles."""
+
+    def __init__(self, log: str | Path | None, opts: dict) -> None:
+        self.log, self.opts, self.done = None if log is None else Path(log), opts, {}
+        if self.log is not None and self.log.is_file():
+            for line in self.log.read_text(encoding="utf-8").splitlines():
+                try:
+                    d = json.loads(line)
+                    self.done[d["key"]] = d
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut short by an interruption: planned again
+
+    def __call__(self, sc: Scenario, progress=None) -> tuple[ServiceResult, object]:
+        """(the answer as a ServiceResult, its PlanReport or None when read back)."""
+        opts = {k: v for k, v in self.opts.items() if k != "workers"}
+        key = inputs_hash(sc, **opts)
+        if key in self.done:
+            d = self.done[key]
+            plan = None if d["plan"] is None else Plan.from_dict(d["plan"])
+            conf = None if d["confirmation"] is None else Confirmation.from_dict(d["confirmation"])
+            return ServiceResult(plan, conf, sc.workload.rate), None
+        report = plan_cheapest(sc, progress=progress, **self.opts)
+        result = ServiceResult(report.best, report.validation, sc.workload.rate)
+        if self.log is not None:
+            line = json.dumps({"key": key, "service": sc.name, "plan": None if report.best is None else report.best.to_dict(),
+                               "confirmation": None if report.validation is None else report.validation.to_dict()})
+            with open(self.log, "a", encoding="utf-8") as f:  # one whole line per answer, flushed
+                f.write(line + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        return result, report
+
+
 def plan_fleet(fleet: Fleet, *, max_rounds: int = 5, requests: int | None = None, seed: int | None = None,
                confirm_runs: int = 2, workers: int = 1, compare_split: bool = True,
-               progress: Callable[[str], None] | None = None) -> FleetReport:
-    """Steps 1-4 of the module docstring."""
+               progress: Callable[[str], None] | None = None, log: str | Path | None = None,
+               planned: Planned | None = None) -> FleetReport:
+    """Steps 1-4 of the module docstring; `log`: a JSON-lines file of finished per-service answers
+    to resume from and append to."""
     opts = {"max_rounds": max_rounds, "requests": requests, "seed": seed, "confirm_runs": confirm_runs,
             "workers": workers}
-    reports = {}
+    planned = planned or Planned(log, opts)
+    reports, alone = {}, {}
     for s, sc in fleet.services.items():
         if progress:
             progress(f"{s}: planning alone")
-        reports[s] = plan_cheapest(sc, progress=progress and (lambda m, s=s: progress(f"{s}: {m}")), **opts)
-    alone = {s: ServiceResult(r.best, r.validation, fleet.services[s].workload.rate) for s, r in reports.items()}
-    plans = {s: r.best for s, r in reports.items()}
+        alone[s], reports[s] = planned(sc, progress and (lambda m, s=s: progress(f"{s}: {m}")))
+    plans = {s: r.plan for s, r in alone.items()}
     broken = [] if any(p is None for p in plans.values()) else fleet.shared.broken(
         {s: p.counts for s, p in plans.items()}, sum(p.cost for p in plans.values()))
     if not broken:
@@ -137,8 +179,7 @@ def plan_fleet(fleet: Fleet, *, max_rounds: int = 5, requests: int | None = None
         if bare is not None and fleet.shared.used({s: plans[s].counts}) and any(fleet.shared.used({s: plans[s].counts}).values()):
             if progress:
                 progress(f"{s}: planning without {', '.join(fleet.shared.caps)}")
-            r = plan_cheapest(bare, **opts)
-            candidates[s].append((f"without {', '.join(fleet.shared.caps)}", ServiceResult(r.best, r.validation, bare.workload.rate)))
+            candidates[s].append((f"without {', '.join(fleet.shared.caps)}", planned(bare)[0]))
     if compare_split:
         report.split_caps = split_caps(fleet, plans)
         report.split = {}
@@ -148,7 +189,8 @@ def plan_fleet(fleet: Fleet, *, max_rounds: int = 5, requests: int | None = None
                 sub.services[s] = _within(sc, fleet.shared.hardware[s], report.split_caps[m])
             if progress:
                 progress(f"{m}: planning on its share of the caps")
-            report.split.update(plan_fleet(sub, compare_split=False, progress=progress, **opts).services)
+            report.split.update(plan_fleet(sub, compare_split=False, progress=progress, planned=planned,
+                                           **opts).services)
         for s, r in report.split.items():
             candidates[s].append(("split", r))
     report.services, report.sources = cheapest_within(fleet.shared, candidates)
@@ -197,7 +239,7 @@ def _options(fleet: Fleet) -> SolveOptions:
 
 def replace_profiles(sc: Scenario, report) -> Scenario:
     """The service with the profiles its own plan_cheapest calibrated (unchanged without one)."""
-    return sc if report.calibration is None else calibrated(sc, report.calibration)
+    return sc if report is None or report.calibration is None else calibrated(sc, report.calibration)
 
 
 def confirm_within(fleet: Fleet, plans: dict[str, Plan], seed: int | None, confirm_runs: int,
