@@ -322,3 +322,9 @@ def test_an_interrupted_fleet_resumes_from_its_log_without_planning_again(tmp_pa
     again = fleet_mod.plan_fleet(load_fleet(_fleet_file(tmp_path, doc)), max_rounds=2, requests=1500, log=log)
     assert calls == []  # every per-service answer came from the log
     assert again.cost == pytest.approx(first.cost) and again.held
+
+
+def test_scenarios_list_shows_the_built_in_fleets():
+    result = CliRunner().invoke(cli, ["scenarios", "list"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert all(name in result.output for name in ("two-models", "chat-batch", "chat-batch-interactive"))
