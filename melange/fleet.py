@@ -267,5 +267,8 @@ def solve_fleet(fleet: Fleet, *, split: bool = True) -> FleetSolve:
     parts = {}
     for m in fleet.models():
         sub = sub_fleet(fleet, m, caps[m])
-        parts[m] = solve_joint({s: problems[s] for s in sub.services}, sub.shared, options)
+        try:
+            parts[m] = solve_joint({s: problems[s] for s in sub.services}, sub.shared, options)
+        except MelangeError:  # this model's static share cannot serve it: the split has no plan
+            return FleetSolve(joint, caps, None)
     return FleetSolve(joint, caps, parts)

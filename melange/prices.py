@@ -89,20 +89,30 @@ def _row(row: dict, path: Path, line: int):
     def get(key: str) -> str:
         value = row.get(key, row.get(_COLUMNS[key]))
         if value is None:
-            raise MelangeError(f"--prices: {path.name} has no column {key!r} (or {_COLUMNS[key]!r})")
+            raise MelangeError(f"--prices: {path.name} line {line} has no {key!r} (column {key!r} or "
+                               f"{_COLUMNS[key]!r}, or a row cut short)")
         return value.strip()
 
-    accel, count, price = get("accelerator"), get("count"), get("price")
-    if not accel or not count or not price:
+    accel = get("accelerator")
+    if accel not in {a for a, _ in ACCELERATORS.values()}:
+        return None  # CPU types and accelerators no catalog GPU is (Azure's fractional A10s too)
+    count, price, itype, region = get("count"), get("price"), get("instance_type"), get("region")
+    spot_text = (row.get("spot_price", row.get(_COLUMNS["spot_price"])) or "").strip()  # optional
+    if not count or not price:
         return None
     try:
         n, p = float(count), float(price)
-        spot = float(get("spot_price")) if get("spot_price") else None
     except ValueError:
-        raise MelangeError(f"--prices: {path.name} line {line}: count and prices must be numbers") from None
+        raise MelangeError(f"--prices: {path.name} line {line}: count and price must be numbers") from None
     if not (math.isfinite(n) and n >= 1 and n == int(n)) or not (math.isfinite(p) and p > 0):
         raise MelangeError(f"--prices: {path.name} line {line}: count must be a whole number >= 1 and price > 0")
-    return accel, int(n), get("instance_type"), get("region"), p, spot
+    try:
+        spot = float(spot_text) if spot_text else None
+    except ValueError:
+        spot = None
+    if spot is not None and not (math.isfinite(spot) and spot > 0):
+        spot = None  # spot prices are kept for later; a bad one is no price, not an error
+    return accel, int(n), itype, region, p, spot
 
 
 def apply_prices(sc, prices: dict[str, GpuPrice], cloud: str) -> list[str]:

@@ -113,7 +113,8 @@ def slo_bound_s(slo: Slo, out_tokens: int) -> float:
     (every valid `Slo` bounds it: `decode` requires a TTFT limit; under `mean_itl`, which judges
     averages, a request may wait `MEAN_ITL_WAIT_S` or the TTFT limit, whichever is larger)."""
     if slo.e2e_ms is not None:
-        if slo.tpot_ms is None:
+        # The TPOT limit bounds the whole latency only under `mean`, or `decode` with a TTFT limit.
+        if slo.tpot_ms is None or (slo.definition == "decode" and slo.ttft_ms is None):
             return slo.e2e_ms / 1000.0
         return min(slo.e2e_ms / 1000.0, _tpot_bound_s(slo, out_tokens))
     return _tpot_bound_s(slo, out_tokens)

@@ -345,7 +345,8 @@ def expand_tensor_parallel(spec: ScenarioSpec, extra: tuple[str, ...] = ()) -> t
                 excluded[name] = c.reason
                 continue
             profile = g.profile.replace("{gpu}", name) if isinstance(g.profile, str) else g.profile
-            out.append(g.model_copy(update={"name": name, "catalog": c.instance.name, "gpus": n,
+            cost = None if g.cost is None else g.cost * n  # with tensor_parallel, `cost` is per GPU
+            out.append(g.model_copy(update={"name": name, "catalog": c.instance.name, "gpus": n, "cost": cost,
                                             "profile": profile, "tensor_parallel": None}))
     names = [g.name for g in out]
     dup = next((n for n in names if names.count(n) > 1), None)

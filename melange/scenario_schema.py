@@ -96,7 +96,8 @@ class GpuSpec(_Strict):
     catalog: str | None = None  # catalog GPU or instance (e.g. A100-80GB, 4xH100): defaults cost/gpus/memory
     startup_s: Annotated[float, Field(ge=0, le=86400)] | None = None  # boot + model load; default: the catalog's
     # One instance type per degree that can serve the model (perf/instances.py), named
-    # '{n}x{name}' ('{name}' for 1); `profile` may say '{gpu}' for the type's name.
+    # '{n}x{name}' ('{name}' for 1); `profile` may say '{gpu}' for the type's name; `cost`, if
+    # given, is then per GPU (an instance of n costs n x it).
     tensor_parallel: Annotated[list[Literal[1, 2, 4, 8]], Field(min_length=1)] | None = None
 
 

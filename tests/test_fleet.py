@@ -328,3 +328,30 @@ def test_scenarios_list_shows_the_built_in_fleets():
     result = CliRunner().invoke(cli, ["scenarios", "list"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert all(name in result.output for name in ("two-models", "chat-batch", "chat-batch-interactive"))
+
+
+def test_review_fixes_budget_split_bound_tp_cost_and_price_rows(tmp_path):
+    # A budget below the fleet when no service wants the capped GPU: one line, not a traceback.
+    doc = {"caps": {"P": 10}, "budget": 2.5,
+           "models": [{"name": "a", "scenario": _service(40, [G, P])}, {"name": "b", "scenario": _service(4, [G, P])}]}
+    with pytest.raises(MelangeError, match="over budget"):
+        solve_fleet(load_fleet(_fleet_file(tmp_path, doc)))
+    # A static share that cannot serve a model leaves the split without a plan, not the fleet.
+    doc = {"caps": {"G": 5}, "models": [{"name": "b", "scenario": _service(40, [G, P])},
+                                        {"name": "a", "scenario": _service(40, [G])}]}
+    solved = solve_fleet(load_fleet(_fleet_file(tmp_path, doc)))
+    assert solved.joint.cost > 0 and solved.split is None
+    # decode TPOT with an e2e limit and no TTFT limit: the wait is bounded by e2e only.
+    assert slo_bound_s(Slo(100, "decode", None, e2e_ms=60_000), 10) == 60.0
+    # With tensor_parallel, a given cost is per GPU.
+    doc = {"models": [{"scenario": {
+        "model": "llama-2-7b", "workload": {"rate": 4, "distribution": [[1.0]]},
+        "grid": {"input_edges": [1, 100], "output_edges": [1, 50]},
+        "gpus": [{"name": "H100", "catalog": "H100", "cost": 4.0, "tensor_parallel": [1, 2], "profile": [[9.0]]}]}}]}
+    costs = {g.name: g.cost for g in next(iter(load_fleet(_fleet_file(tmp_path, doc)).services.values())).gpus}
+    assert costs == {"H100": 4.0, "2xH100": 8.0}
+    # Rows of accelerators no catalog GPU is (Azure's fractional A10s) are skipped; spot is optional.
+    csv = tmp_path / "azure.csv"
+    csv.write_text("InstanceType,AcceleratorName,AcceleratorCount,Price,Region\n"
+                   "Standard_NV6ads_A10_v5,A10,0.167,0.45,eastus\nStandard_NC24ads_A100_v4,A100-80GB,1,3.67,eastus\n")
+    assert read_prices(str(csv))["A100-80GB-SXM"].per_gpu == pytest.approx(3.67)

@@ -184,6 +184,8 @@ def fleet(ctx, fleet_file, prices, solve_only, max_rounds, requests, seed, confi
     if report.split is not None:
         out.print(results_table("Each model alone on a static share of the caps "
                                 f"({report.split_caps})", report.split))
+        if report.split_error:
+            out.print(f"[yellow]no split plan: {report.split_error}[/]")
         split = report.to_dict()["split_cost"]
         if split is not None and total is not None:
             out.print(f"joint ${total:.3f}/h against split ${split:.3f}/h: saves {1 - total / split:.1%}")

@@ -110,6 +110,8 @@ def solve_joint(problems: dict[str, Problem], shared: Shared, options: SolveOpti
     coupled = {s: p for s, p in problems.items() if s not in fixed}
     spare = Shared(shared.caps, None if shared.budget is None else shared.budget - sum(p.cost for p in fixed.values()),
                    shared.hardware)
+    if not coupled or (spare.budget is not None and spare.budget < 0):
+        raise MelangeError(explain(problems, shared, cost))  # only the budget binds, and it cannot be met
     floors = {s: p.bound if p.bound is not None else p.cost for s, p in alone.items() if s in coupled}
     bound_coupled = sum(floors.values())
     m, blocks = joint_model(coupled, spare, "continuous", options.backend, bound_coupled, floors)
@@ -123,6 +125,11 @@ def solve_joint(problems: dict[str, Problem], shared: Shared, options: SolveOpti
     if status in (mip.OptimizationStatus.OPTIMAL, mip.OptimizationStatus.FEASIBLE):
         bound_coupled = max(bound_coupled, float(m.objective_bound))
         plans = fixed_counts(coupled, {s: np.rint([v.x for v in blocks[s][0]]) for s in coupled}, options, left)
+        if plans is not None and spare.broken({s: q.counts for s, q in plans.items()},
+                                              sum(q.cost for q in plans.values())):
+            plans = None  # rounding past a limit by a hair: the sliced model checks exactly
+    if first is not None and spare.broken({s: q.counts for s, q in first.items()}, sum(q.cost for q in first.values())):
+        first = None
     if plans is None:  # whole slices do not fit the continuous counts: the sliced model
         method = "joint-sliced"
         m, blocks = joint_model(coupled, spare, options.slice_factor, options.backend, bound_coupled, floors)

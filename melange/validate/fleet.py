@@ -27,7 +27,7 @@ from copy import copy
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from melange.core import Plan, SolveOptions
+from melange.core import MelangeError, Plan, SolveOptions
 from melange.fleet import Fleet, split_caps, sub_fleet
 from melange.optimizer import make_problem
 from melange.optimizer.joint import JointPlan, Shared, solve_joint
@@ -78,6 +78,7 @@ class FleetReport:
     broken: list[str] = field(default_factory=list)  # limits the alone plans break together
     broken_after: list[str] = field(default_factory=list)  # limits the confirmed plans break (should be none)
     sources: dict[str, str] = field(default_factory=dict)  # service -> which candidate its answer is
+    split_error: str = ""  # why a model's static share had no plan
     candidates: dict[str, list] = field(default_factory=dict)  # service -> [(source, result dict)]
 
     @property
@@ -189,8 +190,12 @@ def plan_fleet(fleet: Fleet, *, max_rounds: int = 5, requests: int | None = None
                 sub.services[s] = _within(sc, fleet.shared.hardware[s], report.split_caps[m])
             if progress:
                 progress(f"{m}: planning on its share of the caps")
-            report.split.update(plan_fleet(sub, compare_split=False, progress=progress, planned=planned,
-                                           **opts).services)
+            try:
+                report.split.update(plan_fleet(sub, compare_split=False, progress=progress, planned=planned,
+                                               **opts).services)
+            except MelangeError as exc:  # this model's static share cannot serve it: no split plan
+                report.split.update({s: ServiceResult(None, None, sub.services[s].workload.rate) for s in sub.services})
+                report.split_error = f"{m}: {exc}"
         for s, r in report.split.items():
             candidates[s].append(("split", r))
     report.services, report.sources = cheapest_within(fleet.shared, candidates)
