@@ -355,3 +355,28 @@ def test_review_fixes_budget_split_bound_tp_cost_and_price_rows(tmp_path):
     csv.write_text("InstanceType,AcceleratorName,AcceleratorCount,Price,Region\n"
                    "Standard_NV6ads_A10_v5,A10,0.167,0.45,eastus\nStandard_NC24ads_A100_v4,A100-80GB,1,3.67,eastus\n")
     assert read_prices(str(csv))["A100-80GB-SXM"].per_gpu == pytest.approx(3.67)
+
+
+def test_a_failing_joint_plan_grows_only_within_the_shared_cap(tmp_path, monkeypatch):
+    """Two types on one GPU: growing the weaker one must count both against the cap."""
+    from melange.validate import cheapest, fleet as fleet_mod
+
+    seen = []
+
+    def never_holds(sc, plan, seeds, settings, **kw):
+        seen.append(dict(plan.counts))
+        return cheapest.Confirmation(False, 0.5, (0.4, 0.6), 0.95, 100, list(seeds), ["seed 3: missed"], [])
+
+    monkeypatch.setattr(cheapest, "confirm", never_holds)
+    monkeypatch.setattr(cheapest, "weakest_type", lambda conf: "G2" if len(seen) % 2 else "G")
+    monkeypatch.setattr(fleet_mod, "trim_plan", lambda sc, plan, **kw: (plan, None, {}))
+    doc = {"caps": {"G": 6}, "models": [{"name": "a", "scenario": _service(40, [
+        {**G, "catalog": None}, {**G, "name": "G2", "cost": 1.5}])}]}
+    fl = load_fleet(_fleet_file(tmp_path, doc))
+    fl.shared.hardware["a"]["G2"] = ("G", 2)  # G2 is two G GPUs
+    from melange.core import Plan
+    start = Plan({"G": 2, "G2": 1}, {"G": np.ones((1, 1)) * 0.5, "G2": np.ones((1, 1)) * 0.5}, 3.5)
+    fleet_mod.confirm_within(fl, {"a": start}, None, 2, 1500, 1, None)
+    for counts in seen:  # never more than 6 G GPUs, however the weakest type alternates
+        assert counts.get("G", 0) + 2 * counts.get("G2", 0) <= 6
+    assert len(seen) >= 2

@@ -147,11 +147,13 @@ def with_margin(sc: Scenario) -> Scenario:
 
 
 def first_holding(sc: Scenario, line: list[Plan], settings: RunSettings, seeds: list[int], *, workers: int = 1,
-                  progress: Callable[[str], None] | None = None, log: list | None = None):
+                  progress: Callable[[str], None] | None = None, log: list | None = None,
+                  fits: Callable[[dict[str, int]], bool] | None = None):
     """The cheapest plan that holds on `seeds` (with `with_margin`'s traffic), from the candidates
     in `line`: the cheapest is checked; one that fails goes back in line with one more instance of
     its weakest type (within its availability cap). Returns (plan, its confirmation), or (None,
-    None) after MAX_HOLDOUT checks. `log` gets one dict per check. A single-type baseline's own
+    None) after MAX_HOLDOUT checks. `log` gets one dict per check; `fits(counts)`: whether counts
+    keep limits beyond the per-type caps (a fleet's shared caps). A single-type baseline's own
     chain (n, n+1, ...) is what `melange compare` reports for that type, so the answer is never
     above it."""
     sc = with_margin(sc)
@@ -173,8 +175,8 @@ def first_holding(sc: Scenario, line: list[Plan], settings: RunSettings, seeds: 
         if conf.held:
             return plan, conf
         gpu = weakest_type(conf)
-        if gpu is not None and (cap.get(gpu) is None or plan.counts.get(gpu, 0) < cap[gpu]):
-            counts = {**plan.counts, gpu: plan.counts.get(gpu, 0) + 1}
+        counts = None if gpu is None else {**plan.counts, gpu: plan.counts.get(gpu, 0) + 1}
+        if counts is not None and (cap.get(gpu) is None or counts[gpu] <= cap[gpu]) and (fits is None or fits(counts)):
             line.append(Plan(counts, plan.share, sum(n * cost[g] for g, n in counts.items()), status="holdout"))
     return None, None
 

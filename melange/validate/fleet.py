@@ -261,8 +261,14 @@ def confirm_within(fleet: Fleet, plans: dict[str, Plan], seed: int | None, confi
         # The joint MILP's counts rest on capacity calibrated for each service alone: trim them as
         # plan_cheapest trims its mix (fewer only, so the caps still hold), then the holdout check.
         trimmed, _, _ = trim_plan(room, plans[s], requests=requests, seed=seed, confirm_runs=confirm_runs)
+        others = {t: c for t, c in counts.items() if t != s}
+
+        def fits(c: dict[str, int], s: str = s, others: dict = others) -> bool:
+            """Whether one more instance keeps every shared cap (types on one GPU counted together)."""
+            return all(n <= fleet.shared.caps[h] for h, n in fleet.shared.used({**others, s: c}).items())
+
         plan, conf = first_holding(room, [trimmed], run_settings(sc, requests=requests),
-                                   holdout_seeds(tuning, confirm_runs), workers=workers,
+                                   holdout_seeds(tuning, confirm_runs), workers=workers, fits=fits,
                                    progress=progress and (lambda m, s=s: progress(f"{s}: {m}")))
         if plan is not None:
             counts[s] = dict(plan.counts)
