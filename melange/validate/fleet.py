@@ -9,7 +9,8 @@
    - the joint MILP (optimizer/joint.py) on every service's *calibrated* profiles, under the
      limits; each service's share trimmed and confirmed on its holdout seeds, one more instance
      of its weakest type while it fails and the caps leave room;
-   - each service that held a capped GPU, planned again without the capped GPUs;
+   - each service that held a capped GPU, planned again without the capped GPUs, and within what
+     the other services' own answers leave of the caps;
    - each model on a static share of every cap, in proportion to what it takes unconstrained
      (the split a fleet without a joint planner uses; `split`).
    Pools share nothing, so any held plans together hold: the answer is the cheapest choice of
@@ -181,6 +182,14 @@ def plan_fleet(fleet: Fleet, *, max_rounds: int = 5, requests: int | None = None
             if progress:
                 progress(f"{s}: planning without {', '.join(fleet.shared.caps)}")
             candidates[s].append((f"without {', '.join(fleet.shared.caps)}", planned(bare)[0]))
+    for s, sc in fleet.services.items():  # each within what the others' own answers leave of the caps
+        mine = fleet.shared.used({s: plans[s].counts})
+        others = fleet.shared.used({t: p.counts for t, p in plans.items() if t != s})
+        left = {h: max(cap - others[h], 0) for h, cap in fleet.shared.caps.items()}
+        if any(0 < left[h] < mine[h] for h in left):
+            if progress:
+                progress(f"{s}: planning within what the others leave ({left})")
+            candidates[s].append(("within what the others leave", planned(_within(sc, fleet.shared.hardware[s], left))[0]))
     if compare_split:
         report.split_caps = split_caps(fleet, plans)
         report.split = {}
