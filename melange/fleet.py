@@ -15,16 +15,19 @@ See `melange/scenarios/fleets/two-models.yaml` for every key.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 from pydantic import Field, ValidationError, field_validator
 
-from melange.core import GpuType, MelangeError, Slo
+from melange.core import MelangeError, Slo
 from melange.fields import PositiveFloat
 from melange.files import read_document
-from melange.optimizer.joint import JointPlan, Shared
+from melange.optimizer import make_problem
+from melange.optimizer.joint import JointPlan, Shared, solve_joint
 from melange.scenario import BUILTIN_SCENARIOS, Scenario, _one_line, scenario_from_document
 from melange.scenario_schema import SloSpec, _Strict
 
@@ -87,11 +90,6 @@ class Fleet:
         return list(dict.fromkeys(self.model_of.values()))
 
 
-def is_fleet_document(data: Any) -> bool:
-    """Whether a parsed document is a fleet file (it lists `models`)."""
-    return isinstance(data, dict) and "models" in data
-
-
 def load_fleet(path: str | Path | None, *, prices: str | None = None) -> Fleet:
     """Load and check a fleet file (None: the built-in two-models fleet; a bare name: a built-in)."""
     source = BUILTIN_FLEETS / "two-models.yaml" if path is None else Path(path)
@@ -144,18 +142,28 @@ def _fleet(spec: FleetSpec, source: Path, prices: str | None) -> Fleet:
         if h not in known:
             raise MelangeError(f"caps.{h}: no model's GPU types use {h} (they use {', '.join(sorted(known))})")
     for s, sc in services.items():  # a type alone may not hold more than the shared cap
-        sc.gpus = [_capped(g, hardware[s][g.name], spec.caps) for g in sc.gpus]
+        services[s] = within_caps(sc, hardware[s], spec.caps)
     return Fleet(spec.name, services, model_of, class_of, Shared(dict(spec.caps), spec.budget, hardware),
                  cloud, source, notes)
 
 
-def _capped(g: GpuType, hardware: tuple[str, int], caps: dict[str, int]) -> GpuType:
-    """`g` with max_count at most the instances the shared cap of its hardware allows."""
-    h, n = hardware
-    if h not in caps:
-        return g
-    most = caps[h] // n
-    return g if g.max_count is not None and g.max_count <= most else replace(g, max_count=most)
+def within_caps(sc: Scenario, hardware: dict[str, tuple[str, int]], left: dict[str, int],
+            counts: dict[str, int] | None = None) -> Scenario:
+    """`sc` with each type's max_count cut to what `left` GPUs of its hardware allow beside the
+    service's other types in `counts` (its current plan); never below what it already has."""
+    counts = counts or {}
+    out = copy.copy(sc)
+    gpus = []
+    for g in sc.gpus:
+        h, k = hardware[g.name]
+        if h not in left:
+            gpus.append(g)
+            continue
+        own = sum(n * hardware[t][1] for t, n in counts.items() if t != g.name and hardware[t][0] == h)
+        most = max(counts.get(g.name, 0), (left[h] - own) // k)
+        gpus.append(replace(g, max_count=most if g.max_count is None else min(g.max_count, most)))
+    out.gpus = gpus
+    return out
 
 
 def _scenario_document(entry: ModelEntry, source: Path, k: int) -> tuple[dict, Path]:
@@ -187,7 +195,9 @@ def _class_document(doc: dict, cls: ClassSpec | None, name: str) -> dict:
     if cls.profiles is not None:
         for g in sub.get("gpus") or []:
             if isinstance(g, dict):
-                g["profile"] = cls.profiles.replace("{gpu}", "{gpu}" if g.get("tensor_parallel") else str(g.get("name")))
+                # A tensor_parallel entry keeps '{gpu}' for its expansion to fill.
+                named = cls.profiles.replace("{gpu}", str(g.get("name")))
+                g["profile"] = cls.profiles if g.get("tensor_parallel") else named
     return sub
 
 
@@ -195,8 +205,6 @@ def instance_economics(sc: Scenario) -> list[dict]:
     """Per instance type of a service: $/h, the req/s one instance carries of the service's whole
     mix by its profile (1 / Σ_b share_b / max_rate_b), and $/h per req/s: why a TP degree wins.
     A type that cannot serve some bucket with traffic carries the mix at 0 (`serves_all` False)."""
-    import numpy as np
-
     d = sc.workload.distribution
     out = []
     for g in sc.gpus:
@@ -254,9 +262,6 @@ class FleetSolve:
 def solve_fleet(fleet: Fleet, *, split: bool = True) -> FleetSolve:
     """The joint MILP on each service's profiles (no simulation); with `split`, and when a cap
     binds, also each model on its share of the caps (proportional to its unconstrained use)."""
-    from melange.optimizer import make_problem
-    from melange.optimizer.joint import solve_joint
-
     problems = {s: make_problem(sc.workload, sc.gpus, sc.profiles, sc.solve) for s, sc in fleet.services.items()}
     options = next(iter(fleet.services.values())).solve
     joint = solve_joint(problems, fleet.shared, options)

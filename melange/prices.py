@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from melange.core import MelangeError
@@ -119,8 +119,6 @@ def apply_prices(sc, prices: dict[str, GpuPrice], cloud: str) -> list[str]:
     """Reprice `sc`'s catalog instance types in place (N GPUs × the cloud's per-GPU price) and drop
     those the cloud does not sell; returns one note per change. A type without a catalog GPU
     keeps its price."""
-    from dataclasses import replace
-
     notes, kept = [], []
     for g in sc.gpus:
         hw = sc.hardware.get(g.name)

@@ -14,6 +14,11 @@ from melange.core import BucketGrid, GpuType, Plan
 from melange.keys import canonical
 
 
+def counts_text(counts: dict[str, int]) -> str:
+    """'2×L4, 1×H100': the instance types in use, with their counts."""
+    return ", ".join(f"{n}×{g}" for g, n in counts.items() if n)
+
+
 def plan_table(plan: Plan, gpus: list[GpuType], title: str = "Plan") -> Table:
     """Counts and cost per GPU type, with the solver's status, bound, gap and time."""
     gap = "-" if plan.gap is None else f"{plan.gap:.2%}"

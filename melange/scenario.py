@@ -357,6 +357,11 @@ def expand_tensor_parallel(spec: ScenarioSpec, extra: tuple[str, ...] = ()) -> t
     return out, excluded
 
 
+def is_fleet_document(data: Any) -> bool:
+    """Whether a parsed document is a fleet file (melange/fleet.py): it lists models, no workload."""
+    return isinstance(data, dict) and "models" in data and "workload" not in data
+
+
 def load_scenario(path: str | Path | None = None, *, normalize: bool = False,
                   catalog: tuple[str, ...] = (), force: bool = False) -> Scenario:
     """Load and validate a scenario file (ours or the seed's format); None = the built-in default.
@@ -372,7 +377,7 @@ def scenario_from_document(data: dict[str, Any], source: Path, *, normalize: boo
                            catalog: tuple[str, ...] = (), force: bool = False) -> Scenario:
     """Validate a parsed scenario document; relative file names resolve beside `source`."""
     is_seed = "gpu_info" in data or "workload_distribution" in data
-    if isinstance(data, dict) and "models" in data and "workload" not in data:
+    if is_fleet_document(data):
         raise MelangeError(f"{source.name}: a fleet file (it lists models), not a scenario: run melange fleet {source}")
     try:
         if is_seed:

@@ -8,7 +8,9 @@ from melange.cli.options import SEED, check_output, interruptible
 
 
 def _counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{n}×{g}" for g, n in counts.items() if n) or "-"
+    from melange.report import counts_text
+
+    return counts_text(counts) or "-"
 
 
 def _short(reason: str) -> str:

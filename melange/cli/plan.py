@@ -37,12 +37,14 @@ def rounds_table(rounds: list[Round], target: float | None) -> Table:
     """One row per round: cost, counts, tuning-seed attainment, confirmation, why it failed."""
     from rich.table import Table
 
+    from melange.report import counts_text
+
     goal = "no SLO" if target is None else f"target attainment {target:.1%}"
     table = Table(title=f"Validation rounds ({goal})")
     for col in ("round", "$/h", "instances", "tuning run", "fresh seeds", "held", "tightened", "why not"):
         table.add_column(col, justify="left" if col in ("instances", "why not") else "right")
     for r in rounds:
-        counts = ", ".join(f"{n}×{g}" for g, n in r.plan.counts.items() if n)
+        counts = counts_text(r.plan.counts)
         att = "not simulated" if r.attainment is None else pct(r.attainment)
         conf = "-" if r.confirmation is None else f"{pct(r.confirmation.attainment)} ({len(r.confirmation.seeds)} runs)"
         table.add_row(str(r.index), f"{r.plan.cost:.3f}", counts, att, conf, "yes" if r.held else "no",

@@ -48,8 +48,8 @@ def list_() -> None:
     for name, path in builtin_scenarios().items():
         table.add_row(name, describe(path))
     console().print(table)
-    from melange.fleet import BUILTIN_FLEETS, is_fleet_document
-    from melange.scenario import read_document
+    from melange.fleet import BUILTIN_FLEETS
+    from melange.scenario import is_fleet_document, read_document
 
     fleets = Table(title="Built-in fleets (melange fleet NAME): several models and SLO classes on one fleet")
     fleets.add_column("name")

@@ -125,17 +125,16 @@ def solve_joint(problems: dict[str, Problem], shared: Shared, options: SolveOpti
     if status in (mip.OptimizationStatus.OPTIMAL, mip.OptimizationStatus.FEASIBLE):
         bound_coupled = max(bound_coupled, float(m.objective_bound))
         plans = fixed_counts(coupled, {s: np.rint([v.x for v in blocks[s][0]]) for s in coupled}, options, left)
-        if plans is not None and spare.broken({s: q.counts for s, q in plans.items()},
-                                              sum(q.cost for q in plans.values())):
+        if plans is not None and spare.broken({s: q.counts for s, q in plans.items()}, _cost(plans)):
             plans = None  # rounding past a limit by a hair: the sliced model checks exactly
-    if first is not None and spare.broken({s: q.counts for s, q in first.items()}, sum(q.cost for q in first.values())):
+    if first is not None and spare.broken({s: q.counts for s, q in first.items()}, _cost(first)):
         first = None
     if plans is None:  # whole slices do not fit the continuous counts: the sliced model
         method = "joint-sliced"
         m, blocks = joint_model(coupled, spare, options.slice_factor, options.backend, bound_coupled, floors)
         plans, found = _run(m, coupled, blocks, options.slice_factor, left(), options.backend, spare)
         bound_coupled = max(bound_coupled, found)
-    if first is not None and (plans is None or sum(p.cost for p in first.values()) < sum(p.cost for p in plans.values())):
+    if first is not None and (plans is None or _cost(first) < _cost(plans)):
         plans, method = first, "greedy"
     if plans is None:
         raise MelangeError(explain(problems, shared, cost))
@@ -146,12 +145,21 @@ def solve_joint(problems: dict[str, Problem], shared: Shared, options: SolveOpti
     return JointPlan(plans, total, status, min(bound, total), method, time.perf_counter() - start, cost)
 
 
+def _cost(plans: dict[str, Plan]) -> float:
+    """$/h of plans together."""
+    return sum(p.cost for p in plans.values())
+
+
 def greedy(problems: dict[str, Problem], shared: Shared, options: SolveOptions) -> dict[str, Plan] | None:
     """Services one after another, the costliest first, each the cheapest under what the ones
     before it left of the caps and the budget: a feasible start (None if one finds no room)."""
     start = time.perf_counter()
     caps, budget, plans = dict(shared.caps), shared.budget, {}
-    order = sorted(problems, key=lambda s: -float(np.dot(problems[s].rate, 1.0 / np.maximum(problems[s].cap.max(axis=1), 1e-9))))
+    def size(s: str) -> float:  # instances of its fastest type per bucket: the biggest goes first
+        p = problems[s]
+        return float(np.dot(p.rate, 1.0 / np.maximum(p.cap.max(axis=1), 1e-9)))
+
+    order = sorted(problems, key=lambda s: -size(s))
     for s in order:
         limit = options.time_limit_s - (time.perf_counter() - start)
         if limit <= 0:

@@ -25,11 +25,11 @@ import math
 import os
 from collections.abc import Callable
 from copy import copy
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from melange.core import MelangeError, Plan, SolveOptions
-from melange.fleet import Fleet, split_caps, sub_fleet
+from melange.fleet import Fleet, split_caps, sub_fleet, within_caps
 from melange.optimizer import make_problem
 from melange.optimizer.joint import JointPlan, Shared, solve_joint
 from melange.scenario import Scenario
@@ -136,7 +136,8 @@ class Planned:
         report = plan_cheapest(sc, progress=progress, **self.opts)
         result = ServiceResult(report.best, report.validation, sc.workload.rate)
         if self.log is not None:
-            line = json.dumps({"key": key, "service": sc.name, "plan": None if report.best is None else report.best.to_dict(),
+            line = json.dumps({"key": key, "service": sc.name,
+                               "plan": None if report.best is None else report.best.to_dict(),
                                "confirmation": None if report.validation is None else report.validation.to_dict()})
             with open(self.log, "a", encoding="utf-8") as f:  # one whole line per answer, flushed
                 f.write(line + "\n")
@@ -178,7 +179,7 @@ def plan_fleet(fleet: Fleet, *, max_rounds: int = 5, requests: int | None = None
     candidates = {s: [("alone", alone[s]), ("joint MILP", results[s])] for s in fleet.services}
     for s, sc in fleet.services.items():  # each service that holds a capped GPU, planned without one
         bare = _without_capped(sc, fleet.shared.hardware[s], set(fleet.shared.caps))
-        if bare is not None and fleet.shared.used({s: plans[s].counts}) and any(fleet.shared.used({s: plans[s].counts}).values()):
+        if bare is not None and any(fleet.shared.used({s: plans[s].counts}).values()):
             if progress:
                 progress(f"{s}: planning without {', '.join(fleet.shared.caps)}")
             candidates[s].append((f"without {', '.join(fleet.shared.caps)}", planned(bare)[0]))
@@ -189,14 +190,15 @@ def plan_fleet(fleet: Fleet, *, max_rounds: int = 5, requests: int | None = None
         if any(0 < left[h] < mine[h] for h in left):
             if progress:
                 progress(f"{s}: planning within what the others leave ({left})")
-            candidates[s].append(("within what the others leave", planned(_within(sc, fleet.shared.hardware[s], left))[0]))
+            room = within_caps(sc, fleet.shared.hardware[s], left)
+            candidates[s].append(("within what the others leave", planned(room)[0]))
     if compare_split:
         report.split_caps = split_caps(fleet, plans)
         report.split = {}
         for m in fleet.models():
             sub = sub_fleet(fleet, m, report.split_caps[m])
             for s, sc in sub.services.items():
-                sub.services[s] = _within(sc, fleet.shared.hardware[s], report.split_caps[m])
+                sub.services[s] = within_caps(sc, fleet.shared.hardware[s], report.split_caps[m])
             if progress:
                 progress(f"{m}: planning on its share of the caps")
             try:
@@ -264,7 +266,7 @@ def confirm_within(fleet: Fleet, plans: dict[str, Plan], seed: int | None, confi
     counts = {s: dict(p.counts) for s, p in plans.items()}
     for s, sc in fleet.services.items():
         used = fleet.shared.used({t: c for t, c in counts.items() if t != s})
-        room = _within(sc, fleet.shared.hardware[s], {h: cap - used[h] for h, cap in fleet.shared.caps.items()},
+        room = within_caps(sc, fleet.shared.hardware[s], {h: cap - used[h] for h, cap in fleet.shared.caps.items()},
                        counts[s])
         tuning = sc.simulation.seed if seed is None else seed
         # The joint MILP's counts rest on capacity calibrated for each service alone: trim them as
@@ -282,23 +284,4 @@ def confirm_within(fleet: Fleet, plans: dict[str, Plan], seed: int | None, confi
         if plan is not None:
             counts[s] = dict(plan.counts)
         out[s] = ServiceResult(plan, conf, sc.workload.rate)
-    return out
-
-
-def _within(sc: Scenario, hardware: dict[str, tuple[str, int]], left: dict[str, int],
-            counts: dict[str, int] | None = None) -> Scenario:
-    """`sc` with each type's max_count cut to what `left` GPUs of its hardware allow beside the
-    service's other types in `counts` (its current plan); never below what it already has."""
-    counts = counts or {}
-    out = copy(sc)
-    gpus = []
-    for g in sc.gpus:
-        h, k = hardware[g.name]
-        if h not in left:
-            gpus.append(g)
-            continue
-        own = sum(n * hardware[t][1] for t, n in counts.items() if t != g.name and hardware[t][0] == h)
-        most = max(counts.get(g.name, 0), (left[h] - own) // k)
-        gpus.append(replace(g, max_count=most if g.max_count is None else min(g.max_count, most)))
-    out.gpus = gpus
     return out
