@@ -223,6 +223,8 @@ def test_plan_fleet_proves_each_pool_and_the_joint_plan_keeps_the_shared_cap(tmp
     assert used["G"] <= 3
     for r in report.services.values():
         assert r.confirmation.attainment >= 0.95 and r.goodput == pytest.approx(40 * r.confirmation.attainment)
+        # the reported figures are the last check's: 4 x the traffic, seeds no step tuned on
+        assert min(r.confirmation.seeds) >= 1000 and r.confirmation.counted >= 4 * 1500 * 2
     assert report.cost <= report.to_dict()["split_cost"] + 1e-9 and set(report.sources) == {"a", "b"}
 
 
